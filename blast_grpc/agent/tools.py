@@ -1,0 +1,170 @@
+"""The browser tools the model calls, as Chat Completions function schemas, and their execution.
+
+``parse_call`` turns a tool call into an ``Action`` or an ``ActionError`` that is
+reported back to the model; ``Browser.execute`` performs an action on the page and
+returns the text the model gets as the tool result.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Page
+from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+
+def _fn(name: str, description: str, props: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {"type": "object", "properties": props, "required": required},
+        },
+    }
+
+
+_INDEX = {"type": "integer", "description": "the element's [number] in the observation"}
+
+BROWSER_TOOLS: list[dict[str, Any]] = [
+    _fn("go_to_url", "Open a URL in the current tab.", {"url": {"type": "string"}}, ["url"]),
+    _fn("click", "Click an element.", {"index": _INDEX}, ["index"]),
+    _fn(
+        "type",
+        "Type text into an input; submit=true presses Enter afterwards.",
+        {"index": _INDEX, "text": {"type": "string"}, "submit": {"type": "boolean"}},
+        ["index", "text"],
+    ),
+    _fn(
+        "select_option",
+        "Choose an option of a <select> by its value or visible text.",
+        {"index": _INDEX, "value": {"type": "string"}},
+        ["index", "value"],
+    ),
+    _fn("scroll", "Scroll the page.", {"direction": {"type": "string", "enum": ["up", "down"]}}, ["direction"]),
+    _fn("go_back", "Go back to the previous page.", {}, []),
+    _fn(
+        "extract_content",
+        "Read the whole page (also what the observation cut off) and answer a question about it.",
+        {"query": {"type": "string"}},
+        ["query"],
+    ),
+    _fn(
+        "done",
+        "Finish the task with the answer; success=false when it could not be done.",
+        {"text": {"type": "string"}, "success": {"type": "boolean"}},
+        ["text", "success"],
+    ),
+]
+
+_REQUIRED = {t["function"]["name"]: t["function"]["parameters"]["required"] for t in BROWSER_TOOLS}
+
+
+class ActionError(ValueError):
+    """A tool call the model must correct; the message is sent back to it."""
+
+
+@dataclass
+class Action:
+    name: str
+    args: dict[str, Any]
+    call_id: str
+
+    def describe(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.args.items())
+        return f"{self.name}({inner})"
+
+
+def parse_call(name: str, arguments: str, call_id: str, offered: set[str]) -> Action:
+    if name not in offered:
+        raise ActionError(f"unknown tool {name!r}; use one of: {', '.join(sorted(offered))}")
+    try:
+        args = json.loads(arguments or "{}")
+    except json.JSONDecodeError as exc:
+        raise ActionError(f"the arguments of {name} are not valid JSON ({exc.msg}); call it again") from exc
+    if not isinstance(args, dict):
+        raise ActionError(f"the arguments of {name} must be a JSON object")
+    missing = [k for k in _REQUIRED.get(name, []) if k not in args]
+    if missing:
+        raise ActionError(f"{name} needs {', '.join(missing)}")
+    if "index" in args and not isinstance(args["index"], int):
+        try:
+            args["index"] = int(args["index"])
+        except (TypeError, ValueError):
+            raise ActionError(f"{name}: index must be an integer, got {args['index']!r}") from None
+    return Action(name, args, call_id)
+
+
+Extractor = Callable[[str], Awaitable[str]]
+
+
+class Browser:
+    """Carries out actions on one page; ``timeout_s`` bounds each Playwright call."""
+
+    def __init__(self, page: Page, timeout_s: float, extract: Extractor) -> None:
+        self.page = page
+        self._timeout_ms = timeout_s * 1000
+        self._extract = extract
+
+    def _element(self, index: int) -> Any:
+        return self.page.locator(f'[data-blast-idx="{index}"]').first
+
+    async def _settle(self) -> None:
+        try:
+            await self.page.wait_for_load_state("domcontentloaded", timeout=self._timeout_ms)
+        except PlaywrightError:
+            pass
+
+    async def execute(self, action: Action) -> str:
+        """Run the action; failures come back as ``Error: ...`` text for the model."""
+        try:
+            return await self._execute(action)
+        except PlaywrightTimeout:
+            return f"Error: {action.name} timed out after {self._timeout_ms / 1000:.0f}s"
+        except PlaywrightError as exc:
+            return f"Error: {action.name} failed: {str(exc).splitlines()[0]}"
+
+    async def _execute(self, a: Action) -> str:
+        t = self._timeout_ms
+        if a.name == "go_to_url":
+            await self.page.goto(str(a.args["url"]), timeout=t, wait_until="domcontentloaded")
+            return f"Opened {self.page.url}"
+        if a.name == "click":
+            el = self._element(a.args["index"])
+            if await el.count() == 0:
+                return f"Error: no element [{a.args['index']}] on the page"
+            await el.click(timeout=t)
+            await self._settle()
+            return f"Clicked [{a.args['index']}]"
+        if a.name == "type":
+            el = self._element(a.args["index"])
+            if await el.count() == 0:
+                return f"Error: no element [{a.args['index']}] on the page"
+            await el.fill(str(a.args["text"]), timeout=t)
+            if a.args.get("submit"):
+                await el.press("Enter", timeout=t)
+                await self._settle()
+            return f"Typed into [{a.args['index']}]"
+        if a.name == "select_option":
+            el = self._element(a.args["index"])
+            if await el.count() == 0:
+                return f"Error: no element [{a.args['index']}] on the page"
+            value = str(a.args["value"])
+            try:
+                await el.select_option(value=value, timeout=t)
+            except PlaywrightError:
+                await el.select_option(label=value, timeout=t)
+            return f"Selected {value!r} in [{a.args['index']}]"
+        if a.name == "scroll":
+            dy = -1 if a.args.get("direction") == "up" else 1
+            await self.page.mouse.wheel(0, dy * 800)
+            return f"Scrolled {a.args.get('direction', 'down')}"
+        if a.name == "go_back":
+            await self.page.go_back(timeout=t, wait_until="domcontentloaded")
+            return f"Went back to {self.page.url}"
+        if a.name == "extract_content":
+            return "Extracted: " + await self._extract(str(a.args["query"]))
+        raise ActionError(f"unknown tool {a.name!r}")

@@ -1,0 +1,226 @@
+"""The engine's configuration: BLAST's ``settings`` and ``constraints`` keys plus ours.
+
+Loaded from YAML and validated before any process or browser starts. Every
+model forbids unknown keys, so a typo stops start-up with a one-line message that
+names the key (``ConfigError``). The README documents each key; ``config.yaml``
+at the repository root holds the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key and what is wrong."""
+
+
+def parse_size(value: str | int | float) -> int:
+    """Turn ``"8GB"``, ``"512MiB"``, ``"2G"`` or a byte count into bytes."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError("must be a positive size")
+        return int(value)
+    if not isinstance(value, str):
+        raise ValueError("must be a size like '8GB'")
+    m = _SIZE.match(value)
+    if not m:
+        raise ValueError(f"{value!r} is not a size like '8GB' or '512MB'")
+    number, unit = float(m.group(1)), m.group(2).upper()
+    base = 1024 if "I" in unit else 1000
+    scale = base ** "BKMGT".index(unit[0]) if unit and unit[0] in "KMGT" else 1
+    size = int(number * scale)
+    if size <= 0:
+        raise ValueError("must be a positive size")
+    return size
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Endpoint(_Strict):
+    """Where one model is served: any OpenAI-compatible endpoint."""
+
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+
+
+class Settings(_Strict):
+    """How the engine runs (BLAST's ``settings`` plus serving options)."""
+
+    # BLAST's keys
+    persist_cache: bool = False
+    logs_dir: str = "blast-logs"
+    secrets_file_path: str = "secrets.env"
+    server_port: int = Field(8000, ge=0, le=65535)
+    web_port: int = Field(3000, ge=0, le=65535)
+    local_browser_path: str = "auto"
+    blastai_log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    browser_use_log_level: Literal["debug", "info", "warning", "error", "critical"] = "warning"
+    # serving
+    host: str = "127.0.0.1"
+    grpc_port: int = Field(50051, ge=0, le=65535)
+    workers: int = Field(2, ge=1, le=64)
+    runtime_dir: str | None = None
+    gateway: bool = True
+    gateway_host: str = "127.0.0.1"
+    api_keys: list[str] = Field(default_factory=list)
+    max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    # agent loop
+    max_steps: int = Field(25, ge=1, le=500)
+    step_timeout_s: float = Field(60.0, gt=0)
+    action_timeout_s: float = Field(10.0, gt=0)
+    observation_max_chars: int = Field(6000, ge=200)
+    max_task_chars: int = Field(100_000, ge=1)
+    # LLM
+    llm_endpoints: dict[str, Endpoint] = Field(default_factory=dict)
+    llm_timeout_s: float = Field(60.0, gt=0)
+    llm_max_retries: int = Field(3, ge=0, le=20)
+    # worker supervision
+    worker_start_timeout_s: float = Field(60.0, gt=0)
+    worker_restart_backoff_s: float = Field(0.5, ge=0)
+    worker_restart_backoff_max_s: float = Field(30.0, ge=0)
+    task_retries_on_worker_death: int = Field(1, ge=0, le=10)
+    drain_timeout_s: float = Field(30.0, ge=0)
+
+
+class AllowParallelism(_Strict):
+    task: bool = True
+    data: bool = True
+    first_of_n: bool = False
+
+
+class Constraints(_Strict):
+    """Limits and features, with BLAST's key names."""
+
+    max_memory: int | None = None
+    max_concurrent_browsers: int = Field(20, ge=1, le=1000)
+    allow_parallelism: AllowParallelism = Field(default_factory=AllowParallelism)
+    max_parallelism_nesting_depth: int = Field(1, ge=0, le=10)
+    first_of_n_num_copies: int = Field(3, ge=1, le=16)
+    llm_model: str = "openai:gpt-4.1"
+    llm_model_mini: str = "openai:gpt-4.1-mini"
+    max_cost_per_minute: float | None = Field(None, gt=0)
+    max_cost_per_hour: float | None = Field(None, gt=0)
+    allowed_domains: list[str] | None = None
+    allow_vision: bool = False
+    require_headless: bool = True
+    share_browser_process: bool = True
+    require_patchright: bool = False
+    require_human_in_loop: bool = False
+
+    @field_validator("max_memory", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> int | None:
+        return None if v is None else parse_size(v)
+
+    @field_validator("llm_model", "llm_model_mini")
+    @classmethod
+    def _model(cls, v: str) -> str:
+        if not model_name(v):
+            raise ValueError("must name a model, like 'gpt-4.1' or 'openai:gpt-4.1'")
+        return v
+
+    @field_validator("require_headless")
+    @classmethod
+    def _headless(cls, v: bool) -> bool:
+        if not v:
+            raise ValueError("only headless browsers are supported (workers have no display)")
+        return v
+
+    @field_validator("require_patchright", "require_human_in_loop")
+    @classmethod
+    def _unsupported(cls, v: bool) -> bool:
+        if v:
+            raise ValueError("is not supported by blast-grpc; set it to false")
+        return v
+
+
+class Config(_Strict):
+    settings: Settings = Field(default_factory=Settings)
+    constraints: Constraints = Field(default_factory=Constraints)
+
+    def endpoint_for(self, model: str) -> Endpoint:
+        """The endpoint serving ``model`` (a name as in ``llm_model``)."""
+        name = model_name(model)
+        eps = self.settings.llm_endpoints
+        return eps.get(model) or eps.get(name) or eps.get("default") or Endpoint()
+
+    def llm_problem(self) -> str | None:
+        """Why no LLM call can succeed, or None when every model has an endpoint."""
+        for key in ("llm_model", "llm_model_mini"):
+            model = getattr(self.constraints, key)
+            ep = self.endpoint_for(model)
+            if ep.base_url is None and not os.environ.get(ep.api_key_env):
+                return (
+                    f"no LLM endpoint for constraints.{key}={model!r}: set {ep.api_key_env} or "
+                    f"settings.llm_endpoints.{model_name(model)}.base_url "
+                    "(run `make demo` to try the engine offline with the simulated model)"
+                )
+        return None
+
+
+def model_name(model: str) -> str:
+    """``'openai:gpt-4.1'`` → ``'gpt-4.1'``: BLAST's provider prefix is accepted and dropped."""
+    return model.split(":", 1)[1] if ":" in model else model
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"{source}: unknown key {key!r}"
+    msg = err["msg"].removeprefix("Value error, ")
+    got = err.get("input")
+    shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"{source}: {key}: {msg}{shown}"
+
+
+def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read and validate a config file (the default ``config.yaml`` when ``path`` is None).
+
+    ``overrides`` is merged over the file, key by key, before validation.
+    """
+    src = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    try:
+        raw = yaml.safe_load(src.read_text()) if src.exists() else {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{src}: not valid YAML: {exc}".splitlines()[0]) from exc
+    if path is not None and not src.exists():
+        raise ConfigError(f"{src}: config file not found")
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{src}: the top level must be a mapping with 'settings' and 'constraints'")
+    if overrides:
+        raw = _merge(raw, overrides)
+    return config_from_dict(raw, source=str(src))
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, source)) from exc
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out

@@ -1,0 +1,195 @@
+"""The queue and the dispatcher: which task runs next, on which worker.
+
+A task waits in the queue until a browser slot is free (``max_concurrent_browsers``
+across all workers) and a worker is ready; it then runs as one server-streaming
+``RunTask`` call to that worker, owned by an asyncio task kept in ``_attempts``.
+Cancelling that task cancels the call, which makes the worker close the context.
+
+If the worker dies mid-task the task goes back to the front of the queue, to run on
+another worker when one is free, up to ``settings.task_retries_on_worker_death``
+times; after that it fails with a reason naming the worker and how it died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from typing import Callable
+
+import grpc
+
+from .._proto.blast.v1 import blast_pb2 as pb
+from .._proto.blast.worker.v1 import worker_pb2 as wpb
+from ..config import Config
+from .tasks import TaskRecord, now_ts
+from .workers import WorkerHandle
+
+log = logging.getLogger("blast_grpc.scheduler")
+
+
+class Scheduler:
+    def __init__(self, config: Config, workers: Callable[[], list[WorkerHandle]],
+                 lineage: Callable[[TaskRecord], list[wpb.PriorTask]]) -> None:
+        self.config = config
+        self._workers = workers
+        self._lineage = lineage
+        self.queue: list[TaskRecord] = []
+        self._attempts: dict[str, asyncio.Task[None]] = {}
+        self._cancel_reasons: dict[str, str] = {}
+        self._avoid: dict[str, str] = {}
+        self.usage: dict[str, pb.Usage] = {}
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # --- queue -----------------------------------------------------------------
+    def submit(self, rec: TaskRecord) -> None:
+        self.queue.append(rec)
+        rec.emit(scheduled=pb.TaskScheduled(queue_position=len(self.queue)))
+        self.wake()
+
+    def position(self, task_id: str) -> int:
+        for i, r in enumerate(self.queue):
+            if r.task_id == task_id:
+                return i + 1
+        return 0
+
+    @property
+    def running(self) -> int:
+        return len(self._attempts)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # --- dispatch --------------------------------------------------------------
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._loop(), name="scheduler")
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._dispatch()
+
+    def _pick(self, avoid: str | None) -> WorkerHandle | None:
+        ready = [w for w in self._workers() if w.state == pb.WORKER_STATE_READY and w.stub is not None]
+        if not ready:
+            return None
+        preferred = [w for w in ready if w.worker_id != avoid] or ready
+        return min(preferred, key=lambda w: len(w.running))
+
+    def _dispatch(self) -> None:
+        limit = self.config.constraints.max_concurrent_browsers
+        while self.queue and len(self._attempts) < limit:
+            rec = self.queue[0]
+            worker = self._pick(self._avoid.get(rec.task_id))
+            if worker is None:
+                return
+            self.queue.pop(0)
+            task = asyncio.create_task(self._attempt(rec, worker), name=f"attempt-{rec.task_id}")
+            self._attempts[rec.task_id] = task
+            task.add_done_callback(functools.partial(self._attempt_done, rec.task_id))
+
+    def _attempt_done(self, task_id: str, task: asyncio.Task[None]) -> None:
+        if self._attempts.get(task_id) is task:
+            del self._attempts[task_id]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("attempt for %s crashed", task_id, exc_info=task.exception())
+        self.wake()
+
+    async def _attempt(self, rec: TaskRecord, worker: WorkerHandle) -> None:
+        rec.attempts += 1
+        rec.state = pb.TASK_STATE_RUNNING
+        rec.worker_id = worker.worker_id
+        if rec.started_at is None:
+            rec.started_at = now_ts()
+        rec.emit(started=pb.TaskStarted(worker_id=worker.worker_id, attempt=rec.attempts))
+        worker.running.add(rec.task_id)
+        assert worker.stub is not None
+        call = worker.stub.RunTask(
+            wpb.RunTaskRequest(task_id=rec.task_id, spec=rec.spec, depth=rec.depth, attempt=rec.attempts,
+                               history=self._lineage(rec))
+        )
+        try:
+            async for msg in call:
+                if self._relay(rec, msg):
+                    return
+            await self._worker_lost(rec, worker, "the worker ended the task's stream without an answer")
+        except grpc.aio.AioRpcError as exc:
+            await self._worker_lost(rec, worker, f"lost the connection to worker {worker.worker_id}: {exc.details()}")
+        except asyncio.CancelledError:
+            rec.finish(pb.TASK_STATE_CANCELLED, error=self._cancel_reasons.pop(rec.task_id, "cancelled"))
+            raise
+        finally:
+            call.cancel()
+            worker.running.discard(rec.task_id)
+
+    def _relay(self, rec: TaskRecord, msg: wpb.RunTaskResponse) -> bool:
+        """Turn one worker update into task state and events; True when the task ended."""
+        kind = msg.WhichOneof("kind")
+        if kind == "usage":
+            for u in msg.usage.usage:
+                rec.add_usage(u)
+                total = self.usage.setdefault(u.model, pb.Usage(model=u.model))
+                total.prompt_tokens += u.prompt_tokens
+                total.completion_tokens += u.completion_tokens
+                total.requests += u.requests
+        elif kind == "step":
+            rec.steps += 1
+            rec.emit(step=msg.step)
+        elif kind == "plan":
+            rec.emit(plan=msg.plan)
+        elif kind == "completed":
+            rec.finish(pb.TASK_STATE_COMPLETED, result=msg.completed.result, success=msg.completed.success)
+            return True
+        elif kind == "failed":
+            rec.finish(pb.TASK_STATE_FAILED, error=msg.failed.error)
+            return True
+        return False
+
+    async def _worker_lost(self, rec: TaskRecord, worker: WorkerHandle, fallback: str) -> None:
+        # The stream usually breaks a moment before the supervisor sees the exit; give
+        # it that moment so the reason can say how the worker died.
+        try:
+            await asyncio.wait_for(worker.died.wait(), timeout=1.0)
+            reason = f"worker {worker.worker_id} died ({worker.last_exit}) while running the task"
+        except TimeoutError:
+            reason = fallback
+        if rec.attempts <= self.config.settings.task_retries_on_worker_death:
+            rec.state = pb.TASK_STATE_QUEUED
+            self._avoid[rec.task_id] = worker.worker_id
+            rec.emit(waiting=pb.TaskWaiting(reason=f"{reason}; retrying on another worker"))
+            self.queue.insert(0, rec)
+        else:
+            rec.finish(pb.TASK_STATE_FAILED, error=reason)
+
+    # --- cancellation and shutdown --------------------------------------------
+    def cancel(self, rec: TaskRecord, reason: str) -> None:
+        if rec in self.queue:
+            self.queue.remove(rec)
+            rec.finish(pb.TASK_STATE_CANCELLED, error=reason)
+            return
+        attempt = self._attempts.get(rec.task_id)
+        if attempt is not None:
+            self._cancel_reasons[rec.task_id] = reason
+            attempt.cancel()
+        else:
+            rec.finish(pb.TASK_STATE_CANCELLED, error=reason)
+
+    async def wait_idle(self, timeout: float) -> None:
+        """Wait until nothing runs or ``timeout`` passes."""
+        pending = list(self._attempts.values())
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
+    async def stop(self, reason: str) -> None:
+        """Cancel queued and running tasks and the dispatcher; idempotent."""
+        for rec in list(self.queue):
+            self.cancel(rec, reason)
+        for tid, t in list(self._attempts.items()):
+            self._cancel_reasons[tid] = reason
+            t.cancel()
+        await asyncio.gather(*self._attempts.values(), return_exceptions=True)
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)

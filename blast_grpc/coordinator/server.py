@@ -1,0 +1,121 @@
+"""The coordinator process: gRPC server (BlastService, health, reflection), scheduler, supervisor.
+
+Start-up: validate config → runtime dir → start workers → serve → write the ready
+file. SIGTERM or SIGINT only sets an event (the handler does nothing else); the
+main coroutine then drains: refuse new tasks, let running ones finish for
+``settings.drain_timeout_s``, cancel the rest, stop the workers, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .._proto.blast.v1 import blast_pb2 as pb
+from .._proto.blast.v1 import blast_pb2_grpc as bgrpc
+from .._proto.blast.worker.v1 import worker_pb2 as wpb
+from ..config import Config
+from .scheduler import Scheduler
+from .service import BlastService
+from .tasks import TaskRecord, TaskStore
+from .workers import Supervisor, WorkerHandle
+
+log = logging.getLogger("blast_grpc.coordinator")
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BlastService"].full_name
+
+
+def write_ready_file(path: str, info: dict[str, object]) -> None:
+    tmp = f"{path}.tmp"
+    Path(tmp).write_text(json.dumps(info))
+    os.replace(tmp, path)
+
+
+class Coordinator:
+    """Owns the runtime directory, the workers, the scheduler and the gRPC server."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        s = config.settings
+        self.runtime_dir = Path(tempfile.mkdtemp(prefix="blast-", dir=s.runtime_dir))
+        self.config_path = self.runtime_dir / "config.json"
+        self.config_path.write_text(config.model_dump_json())
+        self.store = TaskStore()
+        self.supervisor = Supervisor(config, self.config_path, self.runtime_dir, self._worker_changed)
+        self.scheduler = Scheduler(config, lambda: self.workers, self._history)
+        self.service = BlastService(config, self.store, self.scheduler, self.workers)
+        self.health = health.aio.HealthServicer()
+        self.server = grpc.aio.server(
+            options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)],
+        )
+        self.port = 0
+
+    @property
+    def workers(self) -> list[WorkerHandle]:
+        return self.supervisor.handles
+
+    def _history(self, rec: TaskRecord) -> list[wpb.PriorTask]:
+        return [wpb.PriorTask(description=p.spec.description, result=p.result or p.error)
+                for p in self.store.lineage(rec)]
+
+    def _worker_changed(self, _: WorkerHandle) -> None:
+        self.scheduler.wake()
+
+    async def start(self) -> None:
+        s = self.config.settings
+        bgrpc.add_BlastServiceServicer_to_server(self.service, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            self.server,
+        )
+        self.port = self.server.add_insecure_port(f"{s.host}:{s.grpc_port}")
+        if self.port == 0:
+            raise SystemExit(f"cannot listen on {s.host}:{s.grpc_port} (settings.host / settings.grpc_port)")
+        self.scheduler.start()
+        await self.supervisor.start()
+        await self.server.start()
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        ready = sum(w.state == pb.WORKER_STATE_READY for w in self.workers)
+        log.info("coordinator listening on %s:%d with %d/%d workers ready", s.host, self.port, ready, len(self.workers))
+
+    async def drain(self) -> None:
+        """Refuse new work, give running tasks ``drain_timeout_s``, then stop everything."""
+        self.service.draining = True
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.scheduler.wait_idle(self.config.settings.drain_timeout_s)
+        await self.scheduler.stop("the engine is shutting down")
+        await self.server.stop(grace=1.0)
+        await self.supervisor.stop()
+        shutil.rmtree(self.runtime_dir, ignore_errors=True)
+
+
+async def run_coordinator(config: Config, ready_file: str | None = None) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    problem = config.llm_problem()
+    if problem:
+        log.warning("%s", problem)
+    coord = Coordinator(config)
+    try:
+        await coord.start()
+        if ready_file:
+            write_ready_file(ready_file, {"grpc_address": f"{config.settings.host}:{coord.port}", "pid": os.getpid()})
+        await stop.wait()
+        log.info("draining")
+    finally:
+        await coord.drain()
+    return 0

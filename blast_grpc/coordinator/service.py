@@ -1,0 +1,143 @@
+"""``blast.v1.BlastService``: validates requests and maps them onto the task store and scheduler.
+
+Errors leave through ``_abort`` with a status that fits: a bad field is
+INVALID_ARGUMENT naming the field, an unknown id NOT_FOUND, a draining engine
+UNAVAILABLE. Nothing a client sent is dropped silently: a task either gets a
+record and an id, or the call fails with a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator, NoReturn
+from urllib.parse import urlparse
+
+import grpc
+
+from .._proto.blast.v1 import blast_pb2 as pb
+from .._proto.blast.v1 import blast_pb2_grpc as bgrpc
+from ..config import Config
+from .metrics import collect_metrics
+from .scheduler import Scheduler
+from .tasks import TaskRecord, TaskStore
+from .workers import WorkerHandle
+
+CACHE_DIRECTIVES = {"no-cache", "no-store", "no-cache-plan", "no-store-plan"}
+MAX_METADATA_PAIRS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
+
+
+async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    await context.abort(code, message)
+    raise AssertionError("unreachable")  # abort raises
+
+
+class BlastService(bgrpc.BlastServiceServicer):
+    def __init__(self, config: Config, store: TaskStore, scheduler: Scheduler,
+                 workers: list[WorkerHandle]) -> None:
+        self.config = config
+        self.store = store
+        self.scheduler = scheduler
+        self.workers = workers
+        self.draining = False
+        self.llm_problem = config.llm_problem()
+
+    # --- helpers ---------------------------------------------------------------
+    def _spec_problem(self, spec: pb.TaskSpec) -> str | None:
+        limit = self.config.settings.max_task_chars
+        if not spec.description.strip():
+            return "spec.description is required: say what the task is"
+        if len(spec.description) > limit:
+            return (f"spec.description is {len(spec.description)} characters; the limit is {limit} "
+                    "(settings.max_task_chars)")
+        if spec.initial_url:
+            u = urlparse(spec.initial_url)
+            if u.scheme not in ("http", "https") or not u.netloc:
+                return f"spec.initial_url must be an http(s) URL, got {spec.initial_url[:200]!r}"
+        if spec.previous_task_id and self.store.get(spec.previous_task_id) is None:
+            return f"spec.previous_task_id {spec.previous_task_id[:100]!r} is not a known task"
+        bad = [d for d in spec.cache_control if d not in CACHE_DIRECTIVES]
+        if bad:
+            return f"spec.cache_control has unknown directive {bad[0][:50]!r}; use {sorted(CACHE_DIRECTIVES)}"
+        if len(spec.metadata) > MAX_METADATA_PAIRS:
+            return f"spec.metadata has {len(spec.metadata)} pairs; at most {MAX_METADATA_PAIRS}"
+        for k, v in spec.metadata.items():
+            if len(k) > MAX_METADATA_KEY or len(v) > MAX_METADATA_VALUE:
+                return (f"spec.metadata key {k[:40]!r}: keys are at most {MAX_METADATA_KEY} and values "
+                        f"at most {MAX_METADATA_VALUE} characters")
+        return None
+
+    async def _find(self, task_id: str, context: grpc.aio.ServicerContext) -> TaskRecord:
+        if not task_id:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "task_id is required")
+        rec = self.store.get(task_id)
+        if rec is None:
+            await _abort(context, grpc.StatusCode.NOT_FOUND, f"no task with id {task_id[:100]!r}")
+        return rec
+
+    def _proto(self, rec: TaskRecord) -> pb.Task:
+        return rec.to_proto(self.scheduler.position(rec.task_id))
+
+    async def _submit(self, spec: pb.TaskSpec, context: grpc.aio.ServicerContext) -> TaskRecord:
+        if self.draining:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, "the engine is shutting down; submit elsewhere")
+        problem = self._spec_problem(spec)
+        if problem:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
+        rec = self.store.new(spec)
+        if self.llm_problem:
+            rec.emit(scheduled=pb.TaskScheduled())
+            rec.finish(pb.TASK_STATE_FAILED, error=self.llm_problem)
+        else:
+            self.scheduler.submit(rec)
+        return rec
+
+    # --- RPCs ------------------------------------------------------------------
+    async def SubmitTask(self, request: pb.SubmitTaskRequest, context: grpc.aio.ServicerContext) -> pb.SubmitTaskResponse:
+        rec = await self._submit(request.spec, context)
+        return pb.SubmitTaskResponse(task=self._proto(rec))
+
+    async def RunTask(self, request: pb.RunTaskRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunTaskResponse]:
+        rec = await self._submit(request.spec, context)
+        try:
+            async for ev in rec.watch():
+                yield pb.RunTaskResponse(event=ev)
+        except asyncio.CancelledError:
+            # The caller owns a RunTask: when it goes away, so does the task.
+            if not rec.done:
+                self.scheduler.cancel(rec, "the client closed the RunTask stream")
+            raise
+
+    async def WatchTask(self, request: pb.WatchTaskRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.WatchTaskResponse]:
+        rec = await self._find(request.task_id, context)
+        if request.from_seq < 0:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"from_seq must be >= 0, got {request.from_seq}")
+        if rec.done and request.from_seq > len(rec.events) + 1:
+            await _abort(context, grpc.StatusCode.OUT_OF_RANGE,
+                         f"from_seq {request.from_seq} is past the task's last event ({len(rec.events)})")
+        async for ev in rec.watch(request.from_seq):
+            yield pb.WatchTaskResponse(event=ev)
+
+    async def GetTask(self, request: pb.GetTaskRequest, context: grpc.aio.ServicerContext) -> pb.GetTaskResponse:
+        return pb.GetTaskResponse(task=self._proto(await self._find(request.task_id, context)))
+
+    async def CancelTask(self, request: pb.CancelTaskRequest, context: grpc.aio.ServicerContext) -> pb.CancelTaskResponse:
+        rec = await self._find(request.task_id, context)
+        if rec.done:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
+                         f"task {rec.task_id} already ended ({pb.TaskState.Name(rec.state)})")  # type: ignore[arg-type]
+        self.scheduler.cancel(rec, request.reason or "cancelled by the client")
+        # Wait (briefly) for the worker to confirm, so the reply shows the final state.
+        async for _ in rec.watch(len(rec.events) + 1):
+            pass
+        return pb.CancelTaskResponse(task=self._proto(rec))
+
+    async def ListTasks(self, request: pb.ListTasksRequest, context: grpc.aio.ServicerContext) -> pb.ListTasksResponse:
+        if request.limit < 0 or request.limit > 1000:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"limit must be 0..1000, got {request.limit}")
+        if request.state not in pb.TaskState.values():
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"state {request.state} is not a TaskState")
+        recs = [r for r in reversed(self.store.all()) if request.state in (0, r.state)]
+        return pb.ListTasksResponse(tasks=[self._proto(r) for r in recs[: request.limit or 100]])
+
+    async def GetMetrics(self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext) -> pb.GetMetricsResponse:
+        return await collect_metrics(self.store, self.scheduler, self.workers)

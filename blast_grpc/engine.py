@@ -1,0 +1,121 @@
+"""``Engine``: start a local engine (coordinator and its workers) from Python, as BLAST does.
+
+::
+
+    async with Engine.create() as engine:          # or: engine = await Engine.create()
+        task = await engine.run("Find ... on http://...")
+
+Leaving the ``async with`` (or ``await engine.stop()``) stops every process it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Generator
+
+from .client import Client
+from .config import load_config
+
+
+class EngineStartError(RuntimeError):
+    pass
+
+
+class Engine:
+    def __init__(self, proc: asyncio.subprocess.Process, address: str, workdir: str) -> None:
+        self.proc = proc
+        self.address = address
+        self.client = Client(address)
+        self._workdir = workdir
+
+    @classmethod
+    def create(cls, config_path: str | None = None, *, overrides: dict[str, Any] | None = None,
+               timeout: float = 90.0) -> _Starting:
+        """Start an engine; ``overrides`` are merged over the config file (validated here first)."""
+        return _Starting(config_path, overrides or {}, timeout)
+
+    async def run(self, task: str, **kw: Any) -> Any:
+        return await self.client.run(task, **kw)
+
+    async def get_metrics(self) -> dict[str, Any]:
+        return await self.client.get_metrics()
+
+    async def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM the coordinator (it drains and stops its workers); SIGKILL after ``timeout``."""
+        await self.client.close()
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except TimeoutError:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # anything left in its group
+        except (ProcessLookupError, PermissionError):
+            pass
+        code = await self.proc.wait()
+        _rmtree(self._workdir)
+        return code
+
+    async def __aenter__(self) -> Engine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def _rmtree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class _Starting:
+    """What ``Engine.create`` returns: awaitable, and usable directly with ``async with``."""
+
+    def __init__(self, config_path: str | None, overrides: dict[str, Any], timeout: float) -> None:
+        self._args = (config_path, overrides, timeout)
+        self._engine: Engine | None = None
+
+    def __await__(self) -> Generator[Any, None, Engine]:
+        return self._start().__await__()
+
+    async def __aenter__(self) -> Engine:
+        self._engine = await self._start()
+        return self._engine
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._engine is not None:
+            await self._engine.stop()
+
+    async def _start(self) -> Engine:
+        config_path, overrides, timeout = self._args
+        config = load_config(config_path, overrides)  # fail here, in the caller, on a bad key
+        workdir = tempfile.mkdtemp(prefix="blast-engine-")
+        cfg_file = Path(workdir) / "config.json"
+        cfg_file.write_text(config.model_dump_json())
+        ready = Path(workdir) / "ready.json"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "blast_grpc", "serve", "--config", str(cfg_file), "--ready-file", str(ready),
+            stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while not ready.exists():
+            if proc.returncode is not None:
+                _rmtree(workdir)
+                raise EngineStartError(f"the engine exited with code {proc.returncode} while starting")
+            if time.monotonic() > deadline:
+                proc.kill()
+                await proc.wait()
+                _rmtree(workdir)
+                raise EngineStartError(f"the engine did not start within {timeout:.0f}s")
+            await asyncio.sleep(0.05)
+        info = json.loads(ready.read_text())
+        return Engine(proc, str(info["grpc_address"]), workdir)

@@ -1,0 +1,88 @@
+"""A browser worker process: uvloop, one Chromium, a gRPC server on its own address.
+
+Started by the coordinator's supervisor (``blast-grpc worker ...``) or by hand on
+another host. It exits when its browser disconnects (so the supervisor restarts a
+whole, healthy worker) and on SIGTERM, after closing its browser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import sys
+
+import grpc
+import uvloop
+from playwright.async_api import async_playwright
+
+from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
+from ..chromium import CHROMIUM_ARGS, find_chromium
+from ..config import load_config
+from ..llm import LLM
+from .service import WorkerService
+
+log = logging.getLogger("blast_grpc.worker")
+EXIT_BROWSER_LOST = 3
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send SIGTERM when the coordinator goes away, so no worker is orphaned."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+async def serve(worker_id: str, address: str, config_path: str | None) -> int:
+    config = load_config(config_path)
+    chromium = find_chromium(config.settings.local_browser_path)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    exit_code = 0
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+
+        def lost(_: object) -> None:
+            nonlocal exit_code
+            if not stop.is_set():
+                log.error("worker %s: Chromium disconnected; exiting so the supervisor restarts it", worker_id)
+                exit_code = EXIT_BROWSER_LOST
+                stop.set()
+
+        browser.on("disconnected", lost)
+        llm = LLM(config)
+        server = grpc.aio.server()
+        wgrpc.add_WorkerServiceServicer_to_server(WorkerService(worker_id, config, browser, llm), server)
+        if server.add_insecure_port(address) == 0:
+            raise SystemExit(f"worker {worker_id}: cannot listen on {address}")
+        await server.start()
+        log.info("worker %s ready on %s (pid %d)", worker_id, address, os.getpid())
+        await stop.wait()
+        await server.stop(grace=1.0)
+        await llm.close()
+        if exit_code == 0:
+            await browser.close()
+    return exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="blast-grpc worker")
+    ap.add_argument("--worker-id", required=True)
+    ap.add_argument("--address", required=True, help="gRPC address to listen on, e.g. unix:///tmp/w1.sock")
+    ap.add_argument("--config", default=None)
+    args = ap.parse_args(argv)
+    _die_with_parent()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    return uvloop.run(serve(args.worker_id, args.address, args.config))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The worker's gRPC face: runs one agent loop per ``RunTask`` call, in its own browser context.
+
+Cancelling the call (the coordinator does this for CancelTask, for first-of-N
+losers and when draining) cancels the agent task, which cancels the pending LLM
+request or Playwright call, and then the context is closed in ``finally``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import AsyncIterator
+
+import grpc
+from playwright.async_api import Browser as PWBrowser
+from playwright.async_api import BrowserContext
+
+from .._proto.blast.v1 import blast_pb2 as pb
+from .._proto.blast.worker.v1 import worker_pb2 as wpb
+from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
+from ..agent.loop import Agent, AgentFailed, Outcome, StepReport
+from ..config import Config
+from ..llm import LLM, LLMUnavailable, UsageMeter
+
+log = logging.getLogger("blast_grpc.worker")
+
+
+def _usage_msg(meter: UsageMeter) -> wpb.RunTaskResponse | None:
+    delta = meter.take()
+    if not delta:
+        return None
+    return wpb.RunTaskResponse(
+        usage=wpb.UsageDelta(
+            usage=[
+                pb.Usage(model=m, prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
+                         requests=u.requests)
+                for m, u in delta.items()
+            ]
+        )
+    )
+
+
+def _step_msg(r: StepReport) -> wpb.RunTaskResponse:
+    return wpb.RunTaskResponse(
+        step=pb.TaskStep(number=r.number, thought=r.thought, action=r.action, url=r.url, result=r.result[:2000])
+    )
+
+
+class WorkerService(wgrpc.WorkerServiceServicer):
+    def __init__(self, worker_id: str, config: Config, browser: PWBrowser, llm: LLM) -> None:
+        self.worker_id = worker_id
+        self.config = config
+        self.browser = browser
+        self.llm = llm
+        self.contexts: dict[str, BrowserContext] = {}
+
+    async def GetStatus(self, request: wpb.GetStatusRequest, context: grpc.aio.ServicerContext) -> wpb.GetStatusResponse:
+        return wpb.GetStatusResponse(
+            worker_id=self.worker_id,
+            browser_ready=self.browser.is_connected(),
+            open_contexts=sorted(self.contexts),
+            pid=os.getpid(),
+        )
+
+    async def RunTask(
+        self, request: wpb.RunTaskRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[wpb.RunTaskResponse]:
+        task_id = request.task_id
+        if task_id in self.contexts:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"task {task_id} is already running here")
+        queue: asyncio.Queue[wpb.RunTaskResponse] = asyncio.Queue()
+        meter = UsageMeter()
+
+        async def on_step(r: StepReport) -> None:
+            usage = _usage_msg(meter)
+            if usage is not None:
+                queue.put_nowait(usage)
+            queue.put_nowait(_step_msg(r))
+
+        bctx = await self.browser.new_context()
+        self.contexts[task_id] = bctx
+        agent = Agent(self.config, self.llm, meter, on_step)
+        runner = asyncio.create_task(self._drive(agent, bctx, request, queue), name=f"agent-{task_id}")
+        try:
+            while True:
+                msg = await queue.get()
+                if msg.WhichOneof("kind") in ("completed", "failed"):
+                    usage = _usage_msg(meter)
+                    if usage is not None:
+                        yield usage
+                    yield msg
+                    return
+                yield msg
+        finally:
+            runner.cancel()
+            try:
+                await runner
+            except (asyncio.CancelledError, Exception):
+                pass
+            self.contexts.pop(task_id, None)
+            try:
+                await bctx.close()
+            except Exception:  # the browser may already be gone; the context is gone with it
+                pass
+
+    async def _drive(
+        self, agent: Agent, bctx: BrowserContext, req: wpb.RunTaskRequest, queue: asyncio.Queue[wpb.RunTaskResponse]
+    ) -> None:
+        try:
+            page = await bctx.new_page()
+            history = [(h.description, h.result) for h in req.history]
+            out: Outcome = await agent.run(page, req.spec.description, req.spec.initial_url, history)
+            queue.put_nowait(wpb.RunTaskResponse(completed=pb.TaskCompleted(result=out.text, success=out.success)))
+        except (AgentFailed, LLMUnavailable) as exc:
+            queue.put_nowait(wpb.RunTaskResponse(failed=pb.TaskFailed(error=str(exc))))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # our bug: report it as the task's failure, keep the worker alive
+            log.exception("agent loop crashed")
+            queue.put_nowait(wpb.RunTaskResponse(failed=pb.TaskFailed(error=f"internal error in worker: {exc!r}")))

@@ -1,0 +1,122 @@
+"""Shared fixtures: one simulated model, one demo site and one engine for the whole session.
+
+Every server runs as a real process (or thread, for the static demo site) on
+127.0.0.1 with port 0; everything is stopped at the end of the session. Tests that
+break an engine (kill a worker, bad config) start their own with ``start_engine``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterator
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from blast_grpc import Client, Engine
+from blast_grpc.demo_site.server import DemoSite
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+
+
+def wait_ready_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{proc.args} not ready after {timeout}s")
+        time.sleep(0.05)
+    return dict(json.loads(path.read_text()))
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+class Sim:
+    """The simulated model server, run as a subprocess."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.root = base_url.removesuffix("/v1")
+
+    def stats(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.root}/sim/stats").json())
+
+    def inject(self, *kinds: str, model: str | None = None) -> None:
+        r = httpx.post(f"{self.root}/sim/faults", json={"faults": [{"kind": k} for k in kinds], "model": model})
+        r.raise_for_status()
+
+    def reset(self) -> None:
+        httpx.post(f"{self.root}/sim/reset").raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def sim() -> Iterator[Sim]:
+    with tempfile.TemporaryDirectory() as d:
+        ready = Path(d) / "sim.json"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "blast_grpc", "sim-llm", "--port", "0", "--ready-file", str(ready),
+             "--scenarios", str(ROOT / "blast_grpc" / "sim" / "scenarios"), "--scenarios", str(TEST_SCENARIOS)],
+            start_new_session=True,
+        )
+        try:
+            info = wait_ready_file(ready, proc)
+            yield Sim(str(info["base_url"]))
+        finally:
+            stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+def site() -> Iterator[DemoSite]:
+    with DemoSite(host="127.0.0.1", port=0) as s:
+        yield s
+
+
+def engine_overrides(sim: Sim, **settings: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "grpc_port": 0,
+        "workers": 2,
+        "max_steps": 12,
+        "llm_endpoints": {"default": {"base_url": sim.base_url}},
+        "llm_max_retries": 3,
+        "llm_timeout_s": 20,
+        "worker_restart_backoff_s": 0.2,
+        "drain_timeout_s": 5,
+    }
+    base.update(settings)
+    return {"settings": base}
+
+
+@pytest_asyncio.fixture(scope="session")
+async def engine(sim: Sim) -> AsyncIterator[Engine]:
+    eng = await Engine.create(overrides=engine_overrides(sim))
+    try:
+        yield eng
+    finally:
+        await eng.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def client(engine: Engine) -> Client:
+    return engine.client

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from blast_grpc._proto.blast.v1 import blast_pb2 as pb
+from blast_grpc.agent.observe import Observation
+from blast_grpc.agent.tools import BROWSER_TOOLS, ActionError, parse_call
+from blast_grpc.coordinator.tasks import TaskStore
+
+OFFERED = {t["function"]["name"] for t in BROWSER_TOOLS}
+
+
+@pytest.mark.asyncio
+async def test_event_log_watchers_resume_exactly_once() -> None:
+    store = TaskStore()
+    rec = store.new(pb.TaskSpec(description="x"))
+    rec.emit(scheduled=pb.TaskScheduled(queue_position=1))
+    got: list[int] = []
+
+    async def watcher(from_seq: int) -> list[int]:
+        return [ev.seq async for ev in rec.watch(from_seq)]
+
+    w1 = asyncio.create_task(watcher(1))
+    w3 = asyncio.create_task(watcher(3))
+    await asyncio.sleep(0)
+    rec.emit(started=pb.TaskStarted(worker_id="w1"))
+    rec.emit(step=pb.TaskStep(number=1))
+    await asyncio.sleep(0)
+    assert rec.finish(pb.TASK_STATE_COMPLETED, result="r", success=True)
+    assert not rec.finish(pb.TASK_STATE_FAILED, error="late")  # terminal once
+    got = await w1
+    assert got == [1, 2, 3, 4]
+    assert await w3 == [3, 4]
+    assert rec.state == pb.TASK_STATE_COMPLETED and rec.to_proto().last_seq == 4
+
+
+def test_parse_call_reports_what_is_wrong() -> None:
+    a = parse_call("click", '{"index": "3"}', "c1", OFFERED)
+    assert a.args == {"index": 3} and a.describe() == "click(index=3)"
+    with pytest.raises(ActionError, match="not valid JSON"):
+        parse_call("click", '{"index": 3', "c", OFFERED)
+    with pytest.raises(ActionError, match="needs index"):
+        parse_call("click", "{}", "c", OFFERED)
+    with pytest.raises(ActionError, match="unknown tool"):
+        parse_call("launch_rocket", "{}", "c", OFFERED)
+    with pytest.raises(ActionError, match="integer"):
+        parse_call("click", '{"index": "third"}', "c", OFFERED)
+
+
+def test_observation_render_bounds_text() -> None:
+    obs = Observation("http://h/p", "T", ["[0] <a href=\"x\">X</a>"], "a" * 500)
+    out = obs.render(2, 10, max_chars=100)
+    lines = out.splitlines()
+    assert lines[:4] == ["OBSERVATION", "URL: http://h/p", "TITLE: T", "ELEMENTS:"]
+    assert "[0] <a href=\"x\">X</a>" in lines and lines[-1] == "STEP: 2/10"
+    assert "400 more characters" in out and len(out) < 400
