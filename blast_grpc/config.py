@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 
@@ -72,6 +72,7 @@ class Settings(_Strict):
     # serving
     host: str = "127.0.0.1"
     grpc_port: int = Field(50051, ge=0, le=65535)
+    metrics_port: int | None = Field(9464, ge=0, le=65535)
     workers: int = Field(2, ge=1, le=64)
     runtime_dir: str | None = None
     gateway: bool = True
@@ -84,6 +85,12 @@ class Settings(_Strict):
     action_timeout_s: float = Field(10.0, gt=0)
     observation_max_chars: int = Field(6000, ge=200)
     max_task_chars: int = Field(100_000, ge=1)
+    planner: bool = True
+    max_subtasks_per_task: int = Field(50, ge=1, le=1000)
+    subtask_wait_timeout_s: float = Field(600.0, gt=0)
+    chunk_chars: int = Field(20_000, ge=500)
+    chunk_overlap_chars: int = Field(500, ge=0)
+    extraction_processes: int = Field(2, ge=1, le=64)
     # LLM
     llm_endpoints: dict[str, Endpoint] = Field(default_factory=dict)
     llm_timeout_s: float = Field(60.0, gt=0)
@@ -94,6 +101,14 @@ class Settings(_Strict):
     worker_restart_backoff_max_s: float = Field(30.0, ge=0)
     task_retries_on_worker_death: int = Field(1, ge=0, le=10)
     drain_timeout_s: float = Field(30.0, ge=0)
+
+
+    @model_validator(mode="after")
+    def _chunks(self) -> Settings:
+        if self.chunk_overlap_chars >= self.chunk_chars:
+            raise ValueError(f"chunk_overlap_chars ({self.chunk_overlap_chars}) must be smaller than "
+                             f"chunk_chars ({self.chunk_chars})")
+        return self
 
 
 class AllowParallelism(_Strict):

@@ -29,9 +29,11 @@ class EngineStartError(RuntimeError):
 
 
 class Engine:
-    def __init__(self, proc: asyncio.subprocess.Process, address: str, workdir: str) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, address: str, workdir: str,
+                 metrics_url: str | None = None) -> None:
         self.proc = proc
         self.address = address
+        self.metrics_url = metrics_url
         self.client = Client(address)
         self._workdir = workdir
 
@@ -118,4 +120,4 @@ class _Starting:
                 raise EngineStartError(f"the engine did not start within {timeout:.0f}s")
             await asyncio.sleep(0.05)
         info = json.loads(ready.read_text())
-        return Engine(proc, str(info["grpc_address"]), workdir)
+        return Engine(proc, str(info["grpc_address"]), workdir, info.get("metrics_url"))

@@ -36,12 +36,12 @@ class UsageMeter:
     total: dict[str, ModelUsage] = field(default_factory=dict)
     _pending: dict[str, ModelUsage] = field(default_factory=dict)
 
-    def add(self, model: str, prompt: int, completion: int) -> None:
+    def add(self, model: str, prompt: int, completion: int, requests: int = 1) -> None:
         for book in (self.total, self._pending):
             u = book.setdefault(model, ModelUsage())
             u.prompt_tokens += prompt
             u.completion_tokens += completion
-            u.requests += 1
+            u.requests += requests
 
     def take(self) -> dict[str, ModelUsage]:
         out, self._pending = self._pending, {}

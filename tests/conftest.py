@@ -25,7 +25,8 @@ from blast_grpc import Client, Engine
 from blast_grpc.demo_site.server import DemoSite
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+TEST_SIM = Path(__file__).resolve().parent / "sim"
+TEST_SCENARIOS = TEST_SIM / "scenarios"
 
 
 def wait_ready_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 30) -> dict[str, Any]:
@@ -77,7 +78,8 @@ def sim() -> Iterator[Sim]:
         ready = Path(d) / "sim.json"
         proc = subprocess.Popen(
             [sys.executable, "-m", "blast_grpc", "sim-llm", "--port", "0", "--ready-file", str(ready),
-             "--scenarios", str(ROOT / "blast_grpc" / "sim" / "scenarios"), "--scenarios", str(TEST_SCENARIOS)],
+             "--scenarios", str(ROOT / "blast_grpc" / "sim" / "scenarios"), "--scenarios", str(TEST_SCENARIOS),
+             "--latency", str(TEST_SIM / "latency.yaml")],
             start_new_session=True,
         )
         try:
@@ -93,9 +95,10 @@ def site() -> Iterator[DemoSite]:
         yield s
 
 
-def engine_overrides(sim: Sim, **settings: Any) -> dict[str, Any]:
+def engine_overrides(sim: Sim, constraints: dict[str, Any] | None = None, **settings: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "grpc_port": 0,
+        "metrics_port": 0,
         "workers": 2,
         "max_steps": 12,
         "llm_endpoints": {"default": {"base_url": sim.base_url}},
@@ -105,7 +108,7 @@ def engine_overrides(sim: Sim, **settings: Any) -> dict[str, Any]:
         "drain_timeout_s": 5,
     }
     base.update(settings)
-    return {"settings": base}
+    return {"settings": base, "constraints": constraints or {}}
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -1,30 +1,38 @@
-"""The agent loop: observe the page, ask the model for one tool call, act, repeat.
+"""The agent loop: plan, then observe the page, ask the model for tool calls, act, repeat.
 
 ::
 
-    observe ──▶ LLM (tools) ──▶ parse ──bad──▶ tell the model, ask again (≤ 3 per step)
-       ▲                          │ ok
-       └──── report step ◀── act ─┘ ── done(text, success) ──▶ Outcome
+    plan ─▶ observe ──▶ LLM (tools) ──▶ parse ──bad──▶ tell the model, ask again (≤ 3 per step)
+              ▲                           │ ok: one or more calls, run in order
+              └──── report step ◀── act ──┘ ── done(text, success) ──▶ Outcome
 
-The conversation sent to the model is: system, ``TASK: ...``, one assistant tool
-call and tool result per past step, and the current observation last. Old
-observations are not resent, so a request stays bounded by the step count.
+The conversation sent to the model is: system (with the plan), ``TASK: ...``, one
+assistant message and its tool results per past step, and the current observation
+last. Old observations are not resent, so a request stays bounded by the step count.
+The step timeout bounds the model call and browser actions; waiting for subtasks has
+its own limit (``settings.subtask_wait_timeout_s``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
+
+from openai.types.chat import ChatCompletionMessageFunctionToolCall
+from playwright.async_api import Page
 
 from ..config import Config
 from ..llm import LLM, UsageMeter
 from .observe import observe, page_text
-from .tools import BROWSER_TOOLS, Action, ActionError, Browser, parse_call
+from .planner import make_plan
+from .subtasks import SUBTASK_TOOL_NAMES, SUBTASK_TOOLS, Broker, run_subtask_tool
+from .tools import BROWSER_TOOLS, Action, ActionError, Browser, HasPage, parse_call
 
 SYSTEM_PROMPT = (
     "You are a browser agent. You see the current page as an OBSERVATION: its URL, title, "
-    "numbered interactive elements and visible text. Act by calling exactly one tool per turn. "
+    "numbered interactive elements and visible text. Act by calling tools. "
     "Refer to elements by their [number]. When the page text is cut off, use extract_content. "
     "When you have the answer, call done(text, success=true); if the task cannot be done, "
     "call done with success=false and say why."
@@ -44,6 +52,7 @@ class StepReport:
     action: str
     url: str
     result: str
+    detail: str = ""
 
 
 @dataclass
@@ -51,7 +60,6 @@ class Outcome:
     text: str
     success: bool
     steps: int = 0
-    error: str = ""
 
 
 class AgentFailed(RuntimeError):
@@ -60,59 +68,101 @@ class AgentFailed(RuntimeError):
 
 @dataclass
 class Agent:
-    """Runs one task in one page. ``on_step`` is awaited after every step."""
+    """Runs one task in one page. ``on_step`` / ``on_plan`` are awaited as things happen."""
 
     config: Config
     llm: LLM
     meter: UsageMeter
     on_step: Callable[[StepReport], Awaitable[None]]
-    tools: list[dict[str, Any]] = field(default_factory=lambda: list(BROWSER_TOOLS))
+    on_plan: Callable[[str], Awaitable[None]] | None = None
+    broker: Broker | None = None
+    # Reads a page's whole text for extract_content: (text, query) -> (answer, detail for the step event).
+    extractor: Callable[[str, str], Awaitable[tuple[str, str]]] | None = None
+    copy: int = 0
+    copies: int = 0
+    tools: list[dict[str, Any]] = field(default_factory=list)
 
-    async def extract(self, page: Any, query: str) -> str:
+    def __post_init__(self) -> None:
+        self.tools = list(BROWSER_TOOLS) + (list(SUBTASK_TOOLS) if self.broker is not None else [])
+
+    async def _extract(self, page: Page, query: str) -> tuple[str, str]:
         text = await page_text(page)
+        if self.extractor is not None:
+            return await self.extractor(text, query)
         msgs = [
             {"role": "system", "content": EXTRACT_PROMPT},
             {"role": "user", "content": f"QUERY: {query}\nCONTENT:\n{text}"},
         ]
         reply = await self.llm.chat(self.config.constraints.llm_model_mini, msgs, self.meter)
-        return (reply.content or "").strip()
+        return (reply.content or "").strip(), json.dumps({"chunks": 1, "chars": len(text)})
 
-    async def run(self, page: Any, task: str, initial_url: str = "",
+    async def run(self, session: HasPage, task: str, initial_url: str = "",
                   prior: list[tuple[str, str]] | None = None) -> Outcome:
+        """Run the task in the holder's page (read afresh at every use: it may be replaced)."""
         s = self.config.settings
-        browser = Browser(page, s.action_timeout_s, lambda q: self.extract(page, q))
+        browser = Browser(session, s.action_timeout_s)
         if initial_url:
             await browser.execute(Action("go_to_url", {"url": initial_url}, "initial"))
-        offered = {t["function"]["name"] for t in self.tools}
-        history: list[dict[str, Any]] = [
-            {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": task_message(task, prior or [])},
-        ]
+        task_msg = task_message(task, prior or [], self.copy, self.copies)
+        system = SYSTEM_PROMPT
+        if s.planner:
+            obs = None if session.page.url in ("", "about:blank") else (await observe(session.page)).render(
+                0, s.max_steps, s.observation_max_chars)
+            plan = await make_plan(self.llm, self.meter, self.config, task_msg, obs, self.broker is not None)
+            if self.on_plan is not None:
+                await self.on_plan(plan)
+            system += "\n\nYour plan:\n" + plan
+        offered = {t["function"]["name"]: t["function"]["parameters"]["required"] for t in self.tools}
+        history: list[dict[str, Any]] = [{"role": "system", "content": system}, {"role": "user", "content": task_msg}]
         for number in range(1, s.max_steps + 1):
             try:
                 async with asyncio.timeout(s.step_timeout_s):
-                    action, thought = await self._decide(page, history, number, offered)
-                    if action.name == "done":
-                        text = str(action.args.get("text", ""))
-                        success = bool(action.args.get("success", True))
-                        await self.on_step(StepReport(number, thought, action.describe(), page.url, "done"))
-                        return Outcome(text, success, number)
-                    result = await browser.execute(action)
+                    actions, thought = await self._decide(session.page, history, number, offered)
             except TimeoutError:
-                result = f"Error: the step took longer than {s.step_timeout_s}s and was abandoned"
-                action, thought = Action("none", {}, f"timeout-{number}"), ""
-                history.append({"role": "user", "content": result})
-                await self.on_step(StepReport(number, thought, "(timed out)", page.url, result))
+                result = f"Error: the model did not answer within the step limit of {s.step_timeout_s}s"
+                await self.on_step(StepReport(number, "", "(timed out)", session.page.url, result))
                 continue
-            history.append(_assistant_call(action, thought))
-            history.append({"role": "tool", "tool_call_id": action.call_id, "content": result})
-            await self.on_step(StepReport(number, thought, action.describe(), page.url, result))
+            results, details, outcome = [], [], None
+            for action in actions:
+                if action.name == "done":
+                    outcome = Outcome(str(action.args.get("text", "")), bool(action.args.get("success", True)), number)
+                    results.append("done")
+                    break
+                text, detail = await self._act(browser, action)
+                results.append(text)
+                details.append(detail)
+            history.append(_assistant_calls(actions[: len(results)], thought))
+            history += [{"role": "tool", "tool_call_id": a.call_id, "content": r}
+                        for a, r in zip(actions, results, strict=False)]
+            await self.on_step(StepReport(number, thought, "; ".join(a.describe() for a in actions[: len(results)]),
+                                          session.page.url, "\n".join(results), "\n".join(d for d in details if d)))
+            if outcome is not None:
+                return outcome
         raise AgentFailed(f"step limit reached ({s.max_steps} steps) without an answer")
 
+    async def _act(self, browser: Browser, action: Action) -> tuple[str, str]:
+        """Run one non-final action; returns (tool result text, detail for the step event)."""
+        s = self.config.settings
+        if action.name in SUBTASK_TOOL_NAMES:
+            assert self.broker is not None
+            try:
+                async with asyncio.timeout(s.subtask_wait_timeout_s):
+                    return await run_subtask_tool(self.broker, action), ""
+            except TimeoutError:
+                return f"Error: subtasks did not finish within {s.subtask_wait_timeout_s}s", ""
+        try:
+            async with asyncio.timeout(s.step_timeout_s):
+                if action.name == "extract_content":
+                    answer, detail = await self._extract(browser.page, str(action.args["query"]))
+                    return "Extracted: " + answer, detail
+                return await browser.execute(action), ""
+        except TimeoutError:
+            return f"Error: {action.name} took longer than {s.step_timeout_s}s and was abandoned", ""
+
     async def _decide(
-        self, page: Any, history: list[dict[str, Any]], number: int, offered: set[str]
-    ) -> tuple[Action, str]:
-        """Ask the model for the next action, correcting malformed or missing tool calls."""
+        self, page: Page, history: list[dict[str, Any]], number: int, offered: dict[str, list[str]]
+    ) -> tuple[list[Action], str]:
+        """Ask the model for the next actions, correcting malformed or missing tool calls."""
         s = self.config.settings
         obs = (await observe(page)).render(number, s.max_steps, s.observation_max_chars)
         corrections: list[dict[str, Any]] = []
@@ -121,49 +171,41 @@ class Agent:
             msgs = history + corrections + [{"role": "user", "content": obs}]
             reply = await self.llm.chat(self.config.constraints.llm_model, msgs, self.meter, tools=self.tools)
             thought = (reply.content or "").strip()
-            calls = reply.tool_calls or []
+            calls = [c for c in (reply.tool_calls or []) if isinstance(c, ChatCompletionMessageFunctionToolCall)]
             if not calls:
-                problem = "you did not call a tool; call exactly one tool"
+                problem = "you did not call a tool; call one of the tools"
                 corrections += [{"role": "assistant", "content": thought or "(no tool call)"},
                                 {"role": "user", "content": f"Error: {problem}."}]
                 continue
-            call = calls[0]
-            fn = getattr(call, "function", None)
-            if fn is None:
-                problem = "only function tools are supported"
-                corrections += [{"role": "user", "content": f"Error: {problem}."}]
-                continue
             try:
-                return parse_call(fn.name, fn.arguments, call.id, offered), thought
+                return [parse_call(c.function.name, c.function.arguments, c.id, offered) for c in calls], thought
             except ActionError as exc:
                 problem = str(exc)
-                corrections += [
-                    {"role": "assistant", "content": thought or None,
-                     "tool_calls": [{"id": call.id, "type": "function",
-                                     "function": {"name": fn.name, "arguments": fn.arguments}}]},
-                    {"role": "tool", "tool_call_id": call.id, "content": f"Error: {problem}"},
-                ]
+                raw = [{"id": c.id, "type": "function",
+                        "function": {"name": c.function.name, "arguments": c.function.arguments}} for c in calls]
+                corrections += [{"role": "assistant", "content": thought or None, "tool_calls": raw}]
+                corrections += [{"role": "tool", "tool_call_id": c.id, "content": f"Error: {problem}"} for c in calls]
         raise AgentFailed(f"the model made {MAX_BAD_CALLS_PER_STEP} unusable tool calls in step {number}: {problem}")
 
 
-def task_message(task: str, history: list[tuple[str, str]]) -> str:
-    """``TASK: ...``, followed by the earlier turns of the conversation when there are any."""
+def task_message(task: str, prior: list[tuple[str, str]], copy: int = 0, copies: int = 0) -> str:
+    """``TASK: ...``; ``COPY: k/N`` for a racing copy; then earlier turns of the conversation."""
     lines = [f"TASK: {task}"]
-    if history:
+    if copies > 1:
+        lines.append(f"COPY: {copy}/{copies}")
+    if prior:
         lines.append("CONTEXT (earlier tasks in this conversation, oldest first):")
-        for i, (description, result) in enumerate(history, 1):
+        for i, (description, result) in enumerate(prior, 1):
             lines += [f"{i}. Task: {description}", f"   Result: {result}"]
     return "\n".join(lines)
 
 
-def _assistant_call(action: Action, thought: str) -> dict[str, Any]:
-    import json
-
+def _assistant_calls(actions: list[Action], thought: str) -> dict[str, Any]:
     return {
         "role": "assistant",
         "content": thought or None,
         "tool_calls": [
-            {"id": action.call_id, "type": "function",
-             "function": {"name": action.name, "arguments": json.dumps(action.args)}}
+            {"id": a.call_id, "type": "function", "function": {"name": a.name, "arguments": json.dumps(a.args)}}
+            for a in actions
         ],
     }

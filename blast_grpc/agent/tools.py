@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Protocol
 
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
@@ -60,7 +60,6 @@ BROWSER_TOOLS: list[dict[str, Any]] = [
     ),
 ]
 
-_REQUIRED = {t["function"]["name"]: t["function"]["parameters"]["required"] for t in BROWSER_TOOLS}
 
 
 class ActionError(ValueError):
@@ -78,7 +77,8 @@ class Action:
         return f"{self.name}({inner})"
 
 
-def parse_call(name: str, arguments: str, call_id: str, offered: set[str]) -> Action:
+def parse_call(name: str, arguments: str, call_id: str, offered: dict[str, list[str]]) -> Action:
+    """Check one tool call against the offered tools (name -> required arguments)."""
     if name not in offered:
         raise ActionError(f"unknown tool {name!r}; use one of: {', '.join(sorted(offered))}")
     try:
@@ -87,7 +87,7 @@ def parse_call(name: str, arguments: str, call_id: str, offered: set[str]) -> Ac
         raise ActionError(f"the arguments of {name} are not valid JSON ({exc.msg}); call it again") from exc
     if not isinstance(args, dict):
         raise ActionError(f"the arguments of {name} must be a JSON object")
-    missing = [k for k in _REQUIRED.get(name, []) if k not in args]
+    missing = [k for k in offered[name] if k not in args]
     if missing:
         raise ActionError(f"{name} needs {', '.join(missing)}")
     if "index" in args and not isinstance(args["index"], int):
@@ -98,16 +98,23 @@ def parse_call(name: str, arguments: str, call_id: str, offered: set[str]) -> Ac
     return Action(name, args, call_id)
 
 
-Extractor = Callable[[str], Awaitable[str]]
+class HasPage(Protocol):
+    """Whatever holds the task's current page (it may be replaced, e.g. after parking)."""
+
+    @property
+    def page(self) -> Page: ...
 
 
 class Browser:
-    """Carries out actions on one page; ``timeout_s`` bounds each Playwright call."""
+    """Carries out page actions on the holder's page; ``timeout_s`` bounds each Playwright call."""
 
-    def __init__(self, page: Page, timeout_s: float, extract: Extractor) -> None:
-        self.page = page
+    def __init__(self, holder: HasPage, timeout_s: float) -> None:
+        self._holder = holder
         self._timeout_ms = timeout_s * 1000
-        self._extract = extract
+
+    @property
+    def page(self) -> Page:
+        return self._holder.page
 
     def _element(self, index: int) -> Any:
         return self.page.locator(f'[data-blast-idx="{index}"]').first
@@ -165,6 +172,4 @@ class Browser:
         if a.name == "go_back":
             await self.page.go_back(timeout=t, wait_until="domcontentloaded")
             return f"Went back to {self.page.url}"
-        if a.name == "extract_content":
-            return "Extracted: " + await self._extract(str(a.args["query"]))
         raise ActionError(f"unknown tool {a.name!r}")

@@ -22,7 +22,7 @@ import grpc
 from .._proto.blast.v1 import blast_pb2 as pb
 from .._proto.blast.worker.v1 import worker_pb2 as wpb
 from ..config import Config
-from .tasks import TaskRecord, now_ts
+from .tasks import TaskRecord, add_usage, now_ts
 from .workers import WorkerHandle
 
 log = logging.getLogger("blast_grpc.scheduler")
@@ -39,13 +39,24 @@ class Scheduler:
         self._cancel_reasons: dict[str, str] = {}
         self._avoid: dict[str, str] = {}
         self.usage: dict[str, pb.Usage] = {}
+        # Running tasks that gave their slot back while they wait for subtasks (their
+        # context is closed), and those waiting to get one back, served before the queue.
+        self._parked: set[str] = set()
+        self._resuming: list[tuple[TaskRecord, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
 
     # --- queue -----------------------------------------------------------------
+    @staticmethod
+    def _priority(rec: TaskRecord) -> tuple[int, int]:
+        # Subtasks and racing copies unblock tasks that already hold a browser: they go first.
+        return (0 if rec.parent is not None else 1, rec.order)
+
     def submit(self, rec: TaskRecord) -> None:
-        self.queue.append(rec)
-        rec.emit(scheduled=pb.TaskScheduled(queue_position=len(self.queue)))
+        key = self._priority(rec)
+        at = next((i for i, r in enumerate(self.queue) if self._priority(r) > key), len(self.queue))
+        self.queue.insert(at, rec)
+        rec.emit(scheduled=pb.TaskScheduled(queue_position=at + 1))
         self.wake()
 
     def position(self, task_id: str) -> int:
@@ -57,6 +68,29 @@ class Scheduler:
     @property
     def running(self) -> int:
         return len(self._attempts)
+
+    @property
+    def slots_in_use(self) -> int:
+        return len(self._attempts) - len(self._parked)
+
+    def release(self, rec: TaskRecord) -> None:
+        """A running task parks (closes its context) while it waits: its slot is free for others."""
+        if rec.task_id in self._attempts:
+            self._parked.add(rec.task_id)
+            self.wake()
+
+    async def reacquire(self, rec: TaskRecord) -> None:
+        """Wait for a slot for a parked task; parked tasks get slots before anything queued."""
+        if rec.task_id not in self._parked:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._resuming.append((rec, fut))
+        self.wake()
+        try:
+            await fut
+        except asyncio.CancelledError:
+            self._resuming = [(r, f) for r, f in self._resuming if f is not fut]
+            raise
 
     def wake(self) -> None:
         self._wake.set()
@@ -80,7 +114,12 @@ class Scheduler:
 
     def _dispatch(self) -> None:
         limit = self.config.constraints.max_concurrent_browsers
-        while self.queue and len(self._attempts) < limit:
+        while self._resuming and self.slots_in_use < limit:
+            rec, fut = self._resuming.pop(0)
+            self._parked.discard(rec.task_id)
+            if not fut.done():
+                fut.set_result(None)
+        while self.queue and not self._resuming and self.slots_in_use < limit:
             rec = self.queue[0]
             worker = self._pick(self._avoid.get(rec.task_id))
             if worker is None:
@@ -93,6 +132,7 @@ class Scheduler:
     def _attempt_done(self, task_id: str, task: asyncio.Task[None]) -> None:
         if self._attempts.get(task_id) is task:
             del self._attempts[task_id]
+            self._parked.discard(task_id)
         if not task.cancelled() and task.exception() is not None:
             log.error("attempt for %s crashed", task_id, exc_info=task.exception())
         self.wake()
@@ -103,12 +143,18 @@ class Scheduler:
         rec.worker_id = worker.worker_id
         if rec.started_at is None:
             rec.started_at = now_ts()
+        race = rec.parent if rec.copy else None
+        if race is not None and race.state == pb.TASK_STATE_QUEUED:
+            race.state, race.started_at = pb.TASK_STATE_RUNNING, now_ts()
         rec.emit(started=pb.TaskStarted(worker_id=worker.worker_id, attempt=rec.attempts))
         worker.running.add(rec.task_id)
         assert worker.stub is not None
+        c = self.config.constraints
         call = worker.stub.RunTask(
             wpb.RunTaskRequest(task_id=rec.task_id, spec=rec.spec, depth=rec.depth, attempt=rec.attempts,
-                               history=self._lineage(rec))
+                               history=self._lineage(rec), copy=rec.copy, copies=rec.copies,
+                               may_launch_subtasks=c.allow_parallelism.task
+                               and rec.depth < c.max_parallelism_nesting_depth)
         )
         try:
             async for msg in call:
@@ -130,10 +176,7 @@ class Scheduler:
         if kind == "usage":
             for u in msg.usage.usage:
                 rec.add_usage(u)
-                total = self.usage.setdefault(u.model, pb.Usage(model=u.model))
-                total.prompt_tokens += u.prompt_tokens
-                total.completion_tokens += u.completion_tokens
-                total.requests += u.requests
+                add_usage(self.usage, u)
         elif kind == "step":
             rec.steps += 1
             rec.emit(step=msg.step)
@@ -165,16 +208,15 @@ class Scheduler:
 
     # --- cancellation and shutdown --------------------------------------------
     def cancel(self, rec: TaskRecord, reason: str) -> None:
+        """Cancel now: the record ends at once; a running attempt is cancelled, which
+        makes its worker close the browser context a moment later."""
         if rec in self.queue:
             self.queue.remove(rec)
-            rec.finish(pb.TASK_STATE_CANCELLED, error=reason)
-            return
         attempt = self._attempts.get(rec.task_id)
         if attempt is not None:
             self._cancel_reasons[rec.task_id] = reason
             attempt.cancel()
-        else:
-            rec.finish(pb.TASK_STATE_CANCELLED, error=reason)
+        rec.finish(pb.TASK_STATE_CANCELLED, error=reason)
 
     async def wait_idle(self, timeout: float) -> None:
         """Wait until nothing runs or ``timeout`` passes."""

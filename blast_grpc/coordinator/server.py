@@ -24,7 +24,13 @@ from grpc_reflection.v1alpha import reflection
 from .._proto.blast.v1 import blast_pb2 as pb
 from .._proto.blast.v1 import blast_pb2_grpc as bgrpc
 from .._proto.blast.worker.v1 import worker_pb2 as wpb
+from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
 from ..config import Config
+from ..httpserve import EmbeddedServer
+from .broker import TaskBroker
+from .launch import Launcher
+from .metrics import collect_metrics
+from .prometheus import metrics_app
 from .scheduler import Scheduler
 from .service import BlastService
 from .tasks import TaskRecord, TaskStore
@@ -50,14 +56,20 @@ class Coordinator:
         self.config_path = self.runtime_dir / "config.json"
         self.config_path.write_text(config.model_dump_json())
         self.store = TaskStore()
-        self.supervisor = Supervisor(config, self.config_path, self.runtime_dir, self._worker_changed)
+        self.supervisor = Supervisor(config, self.config_path, self.runtime_dir, self._worker_changed,
+                                     broker_address=f"unix://{self.runtime_dir}/broker.sock")
         self.scheduler = Scheduler(config, lambda: self.workers, self._history)
-        self.service = BlastService(config, self.store, self.scheduler, self.workers)
+        self.launcher = Launcher(config, self.store, self.scheduler)
+        self.service = BlastService(config, self.store, self.scheduler, self.launcher, self.workers)
+        # Workers call back (launch subtasks, wait for them) on an internal socket only.
+        self.broker_address = f"unix://{self.runtime_dir}/broker.sock"
+        self.internal = grpc.aio.server()
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(
             options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)],
         )
         self.port = 0
+        self.metrics_server: EmbeddedServer | None = None
 
     @property
     def workers(self) -> list[WorkerHandle]:
@@ -81,9 +93,17 @@ class Coordinator:
         self.port = self.server.add_insecure_port(f"{s.host}:{s.grpc_port}")
         if self.port == 0:
             raise SystemExit(f"cannot listen on {s.host}:{s.grpc_port} (settings.host / settings.grpc_port)")
+        wgrpc.add_TaskBrokerServiceServicer_to_server(TaskBroker(self.config, self.store, self.launcher, self.scheduler),
+                                                      self.internal)
+        self.internal.add_insecure_port(self.broker_address)
+        await self.internal.start()
         self.scheduler.start()
         await self.supervisor.start()
         await self.server.start()
+        if s.metrics_port is not None:
+            app = metrics_app(lambda: collect_metrics(self.store, self.scheduler, self.workers))
+            self.metrics_server = EmbeddedServer(app, s.host, s.metrics_port)
+            await self.metrics_server.start()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         ready = sum(w.state == pb.WORKER_STATE_READY for w in self.workers)
@@ -97,6 +117,9 @@ class Coordinator:
         await self.scheduler.wait_idle(self.config.settings.drain_timeout_s)
         await self.scheduler.stop("the engine is shutting down")
         await self.server.stop(grace=1.0)
+        await self.internal.stop(grace=0.5)
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         await self.supervisor.stop()
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
@@ -113,7 +136,12 @@ async def run_coordinator(config: Config, ready_file: str | None = None) -> int:
     try:
         await coord.start()
         if ready_file:
-            write_ready_file(ready_file, {"grpc_address": f"{config.settings.host}:{coord.port}", "pid": os.getpid()})
+            write_ready_file(ready_file, {
+                "grpc_address": f"{config.settings.host}:{coord.port}",
+                "metrics_url": f"http://{config.settings.host}:{coord.metrics_server.port}/metrics"
+                if coord.metrics_server else None,
+                "pid": os.getpid(),
+            })
         await stop.wait()
         log.info("draining")
     finally:

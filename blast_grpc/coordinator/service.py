@@ -17,6 +17,7 @@ import grpc
 from .._proto.blast.v1 import blast_pb2 as pb
 from .._proto.blast.v1 import blast_pb2_grpc as bgrpc
 from ..config import Config
+from .launch import Launcher
 from .metrics import collect_metrics
 from .scheduler import Scheduler
 from .tasks import TaskRecord, TaskStore
@@ -32,11 +33,12 @@ async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, messa
 
 
 class BlastService(bgrpc.BlastServiceServicer):
-    def __init__(self, config: Config, store: TaskStore, scheduler: Scheduler,
+    def __init__(self, config: Config, store: TaskStore, scheduler: Scheduler, launcher: Launcher,
                  workers: list[WorkerHandle]) -> None:
         self.config = config
         self.store = store
         self.scheduler = scheduler
+        self.launcher = launcher
         self.workers = workers
         self.draining = False
         self.llm_problem = config.llm_problem()
@@ -83,13 +85,12 @@ class BlastService(bgrpc.BlastServiceServicer):
         problem = self._spec_problem(spec)
         if problem:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
-        rec = self.store.new(spec)
         if self.llm_problem:
+            rec = self.store.new(spec)
             rec.emit(scheduled=pb.TaskScheduled())
             rec.finish(pb.TASK_STATE_FAILED, error=self.llm_problem)
-        else:
-            self.scheduler.submit(rec)
-        return rec
+            return rec
+        return self.launcher.launch(spec, None, self.launcher.copies_for_top_level())
 
     # --- RPCs ------------------------------------------------------------------
     async def SubmitTask(self, request: pb.SubmitTaskRequest, context: grpc.aio.ServicerContext) -> pb.SubmitTaskResponse:

@@ -4,6 +4,13 @@ Each ``TaskRecord`` keeps every event it emitted, numbered from 1. Watchers read
 the log from any ``seq`` and then wait for more, so a client that reconnects with
 ``from_seq = last + 1`` gets each remaining event exactly once. The log is closed
 when the task reaches a terminal state.
+
+Tasks form a tree (subtasks, racing copies). An event of a subtask is also
+appended to the log of every ancestor that has not ended, renumbered in that log
+but keeping its own ``task_id`` and ``parent_task_id``, so watching the root
+shows the whole tree as it happens::
+
+    root log:  1 scheduled(root) 2 started(root) 3 subtask_launched 4 scheduled(child) ...
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import asyncio
 import itertools
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable, Iterable
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -21,18 +28,38 @@ from .._proto.blast.v1 import blast_pb2 as pb
 TERMINAL = {pb.TASK_STATE_COMPLETED, pb.TASK_STATE_FAILED, pb.TASK_STATE_CANCELLED}
 
 
+def add_usage(book: dict[str, pb.Usage], u: pb.Usage) -> None:
+    """Add one usage entry to a per-model book."""
+    t = book.setdefault(u.model, pb.Usage(model=u.model))
+    t.prompt_tokens += u.prompt_tokens
+    t.completion_tokens += u.completion_tokens
+    t.requests += u.requests
+    t.cost_usd += u.cost_usd
+
+
+def sum_usage(groups: Iterable[Iterable[pb.Usage]]) -> list[pb.Usage]:
+    """Add up usage entries per model."""
+    book: dict[str, pb.Usage] = {}
+    for group in groups:
+        for u in group:
+            add_usage(book, u)
+    return list(book.values())
+
+
 def now_ts() -> Timestamp:
     ts = Timestamp()
     ts.GetCurrentTime()
     return ts
 
 
-@dataclass
+@dataclass(eq=False)
 class TaskRecord:
     task_id: str
     spec: pb.TaskSpec
-    parent_task_id: str = ""
+    parent: TaskRecord | None = None
     depth: int = 0
+    copy: int = 0
+    copies: int = 0
     state: int = pb.TASK_STATE_QUEUED
     result: str = ""
     success: bool = False
@@ -46,28 +73,48 @@ class TaskRecord:
     usage: dict[str, pb.Usage] = field(default_factory=dict)
     events: list[pb.TaskEvent] = field(default_factory=list)
     order: int = 0
+    children: list[TaskRecord] = field(default_factory=list, repr=False)
+    winner_task_id: str = ""
+    # Called once, synchronously, right after the task reaches a terminal state.
+    on_done: list[Callable[[TaskRecord], None]] = field(default_factory=list, repr=False)
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
     def done(self) -> bool:
         return self.state in TERMINAL
 
+    @property
+    def parent_task_id(self) -> str:
+        return self.parent.task_id if self.parent is not None else ""
+
+    @property
+    def is_race(self) -> bool:
+        """A first-of-N task: its copies do the work; it only collects the winner."""
+        return self.copies > 1 and self.copy == 0
+
+    def _append(self, ev: pb.TaskEvent) -> None:
+        self.events.append(ev)
+        self._changed.set()
+        self._changed = asyncio.Event()
+
     def emit(self, **kind: Any) -> pb.TaskEvent:
         """Append one event (``scheduled=pb.TaskScheduled(...)`` etc.) and wake the watchers."""
         ev = pb.TaskEvent(
             task_id=self.task_id, parent_task_id=self.parent_task_id, seq=len(self.events) + 1, time=now_ts(), **kind
         )
-        self.events.append(ev)
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._append(ev)
+        ancestor = self.parent
+        while ancestor is not None:
+            if not ancestor.done:
+                copy = pb.TaskEvent()
+                copy.CopyFrom(ev)
+                copy.seq = len(ancestor.events) + 1
+                ancestor._append(copy)
+            ancestor = ancestor.parent
         return ev
 
     def add_usage(self, u: pb.Usage) -> None:
-        mine = self.usage.setdefault(u.model, pb.Usage(model=u.model))
-        mine.prompt_tokens += u.prompt_tokens
-        mine.completion_tokens += u.completion_tokens
-        mine.requests += u.requests
-        mine.cost_usd += u.cost_usd
+        add_usage(self.usage, u)
 
     def finish(self, state: int, *, result: str = "", success: bool = False, error: str = "") -> bool:
         """Move to a terminal state once; emits the matching event. False if already finished."""
@@ -81,7 +128,18 @@ class TaskRecord:
             self.emit(failed=pb.TaskFailed(error=error))
         else:
             self.emit(cancelled=pb.TaskCancelled(reason=error))
+        for fn in self.on_done:
+            fn(self)
         return True
+
+    def tree(self) -> list[TaskRecord]:
+        """This task and all its descendants."""
+        out, todo = [], [self]
+        while todo:
+            rec = todo.pop()
+            out.append(rec)
+            todo.extend(rec.children)
+        return out
 
     async def watch(self, from_seq: int = 1) -> AsyncIterator[pb.TaskEvent]:
         """Every event from ``from_seq`` on, live, until the task has ended."""
@@ -112,6 +170,9 @@ class TaskRecord:
             usage=list(self.usage.values()),
             last_seq=len(self.events),
             steps=self.steps,
+            tree_usage=sum_usage(r.usage.values() for r in self.tree()),
+            subtask_ids=[c.task_id for c in self.children],
+            winner_task_id=self.winner_task_id,
         )
         if self.started_at is not None:
             t.started_at.CopyFrom(self.started_at)
@@ -127,14 +188,21 @@ class TaskStore:
         self._tasks: dict[str, TaskRecord] = {}
         self._order = itertools.count()
 
-    def new(self, spec: pb.TaskSpec, parent: TaskRecord | None = None) -> TaskRecord:
+    def new(self, spec: pb.TaskSpec, parent: TaskRecord | None = None, *, copy: int = 0, copies: int = 0) -> TaskRecord:
+        """A new record. A subtask is one level deeper than its parent; a racing copy
+        (``copy`` > 0) is the same task, so it keeps its parent's depth."""
+        depth = 0 if parent is None else parent.depth + (0 if copy else 1)
         rec = TaskRecord(
             task_id="task_" + uuid.uuid4().hex[:20],
             spec=spec,
-            parent_task_id=parent.task_id if parent else "",
-            depth=parent.depth + 1 if parent else 0,
+            parent=parent,
+            depth=depth,
+            copy=copy,
+            copies=copies,
             order=next(self._order),
         )
+        if parent is not None:
+            parent.children.append(rec)
         self._tasks[rec.task_id] = rec
         return rec
 

@@ -28,6 +28,7 @@ from .._proto.blast.v1 import blast_pb2 as pb
 from .._proto.blast.worker.v1 import worker_pb2 as wpb
 from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
 from ..config import Config
+from ..extraction import cleanup_blocks
 
 log = logging.getLogger("blast_grpc.supervisor")
 
@@ -77,8 +78,9 @@ class Supervisor:
     """Starts ``settings.workers`` local worker processes and keeps that many alive."""
 
     def __init__(self, config: Config, config_path: Path, runtime_dir: Path,
-                 on_change: Callable[[WorkerHandle], None]) -> None:
+                 on_change: Callable[[WorkerHandle], None], broker_address: str) -> None:
         self.config = config
+        self.broker_address = broker_address
         self.config_path = config_path
         self.runtime_dir = runtime_dir
         self.on_change = on_change
@@ -105,8 +107,9 @@ class Supervisor:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(sock)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "blast_grpc.worker.main",
+            sys.executable, "-m", "blast_grpc.worker",
             "--worker-id", h.worker_id, "--address", h.address, "--config", str(self.config_path),
+            "--broker", self.broker_address,
             stdin=asyncio.subprocess.DEVNULL,
             start_new_session=True,  # its own process group: Chromium and the driver die with it
         )
@@ -137,11 +140,13 @@ class Supervisor:
                 self._first_ready.set()
                 log.info("worker %s ready (pid %d)", h.worker_id, proc.pid)
                 self.on_change(h)
-            else:
+            elif not self._stopping and proc.returncode is None:
                 log.error("worker %s did not become ready within %.0fs", h.worker_id, s.worker_start_timeout_s)
                 self._kill_group(proc)
             code = await proc.wait()
             self._kill_group(proc)
+            # The worker created these shared-memory blocks and can no longer unlink them.
+            cleanup_blocks(h.worker_id, keep_live_owners=False)
             h.last_exit = _describe_exit(code)
             if self._stopping:
                 break

@@ -8,7 +8,16 @@ scenarios look at comes from here. The formats (see the module docs of
   assistant tool calls and ``tool`` results; the last user message is an
   ``OBSERVATION`` block ending in ``STEP: n/max``;
 * extraction request — no tools; last user message ``QUERY: ...`` / ``CONTENT:``;
-* planner request — no tools; first user message starts with ``PLAN FOR TASK:``.
+* planner request — no tools; first user message starts with ``PLAN FOR TASK:``;
+  a later user message may hold the ``OBSERVATION`` of the page already open.
+
+The task message may carry a ``COPY: k/N`` line (the task runs as N racing
+copies); it is taken out of the task text into ``copy``/``copies``. One
+assistant message may hold several tool calls (the engine runs them all, in
+order); the history lists every call, each with its own ``tool`` result. Tool
+results of the subtask tools are read into ``launched`` (``Launched subtask
+task_<id>``) and ``results`` (the latest ``Subtask results:`` or ``First
+subtask result:`` message).
 """
 
 from __future__ import annotations
@@ -23,6 +32,12 @@ AGENT, EXTRACT, PLAN, OTHER = "agent", "extract", "plan", "other"
 _ELEMENT_LINE = re.compile(r"^\[(\d+)\] ?(.*)$")
 _STEP_LINE = re.compile(r"^STEP:\s*(\d+)")
 _URL_IN_TEXT = re.compile(r"https?://[^\s\"'<>)\]]+")
+_COPY_LINE = re.compile(r"^COPY:[ \t]*(\d+)[ \t]*/[ \t]*(\d+)[ \t]*$\n?", re.MULTILINE)
+CONTEXT_HEADER = "CONTEXT (earlier tasks in this conversation, oldest first):"
+_LAUNCHED = re.compile(r"^Launched subtask (task_[0-9A-Za-z_-]+)")
+_RESULTS_HEADERS = ("Subtask results:", "First subtask result:")
+_VISITED = re.compile(r"^(?:Opened|Went back to) (\S+)")
+_LINK_LINE = re.compile(r"^<a\b[^>]*>(.*?)(?:</a>)?$")
 
 
 def content_text(content: Any) -> str:
@@ -62,6 +77,7 @@ class ToolCall:
     name: str
     arguments: str
     thought: str = ""
+    result: str = ""  # the matching ``tool`` message's content ('' if none came back)
 
     def render(self) -> str:
         """``name {json args}`` — what ``last_action`` conditions match against."""
@@ -82,12 +98,29 @@ class ChatRequest:
     content: str = ""
     tools: list[str] = field(default_factory=list)
     step: int = 1
+    copy: int = 1
+    copies: int = 1
+    copy_line: bool = False  # the task message had a ``COPY: k/N`` line
+    launched: list[str] = field(default_factory=list)
+    results: str | None = None
+    visited: list[str] = field(default_factory=list)
+    thoughts: list[str] = field(default_factory=list)
 
     @property
     def start_url(self) -> str | None:
         """The first http(s) URL in the task text, if any."""
         m = _URL_IN_TEXT.search(self.task)
         return m.group(0).rstrip(".,;:!?") if m else None
+
+    @property
+    def links(self) -> list[str]:
+        """The labels of the ``<a ...>`` element lines of the observation, in page order."""
+        labels = []
+        for e in self.observation.elements if self.observation else []:
+            m = _LINK_LINE.match(e.line)
+            if m and m.group(1).strip():
+                labels.append(m.group(1).strip())
+        return labels
 
 
 def parse_observation(text: str) -> Observation | None:
@@ -144,6 +177,70 @@ def _split_query(text: str) -> tuple[str, str]:
     return query, body[1:] if body.startswith("\n") else body.lstrip(" ")
 
 
+def split_copy(text: str) -> tuple[str, tuple[int, int] | None]:
+    """Take the ``COPY: k/N`` line out of a task message: (text without it, (k, N) or None).
+
+    The line is looked for before the ``CONTEXT`` block, else as the very last
+    line of the message, so an earlier answer quoted in the block cannot pose as one.
+    """
+    head, sep, tail = text.partition(CONTEXT_HEADER)
+    m = _COPY_LINE.search(head)
+    if m is not None:
+        return head[:m.start()] + head[m.end():] + sep + tail, (int(m.group(1)), int(m.group(2)))
+    rest, _, last = text.rstrip("\n").rpartition("\n")
+    m = _COPY_LINE.fullmatch(last)
+    if sep and m is not None:
+        return rest, (int(m.group(1)), int(m.group(2)))
+    return text, None
+
+
+def _set_task(req: ChatRequest, text: str) -> None:
+    task, copy = split_copy(text)
+    req.task = task.strip()
+    if copy is not None:
+        req.copy, req.copies = copy
+        req.copy_line = True
+
+
+def _read_history(req: ChatRequest, messages: list[dict[str, Any]]) -> None:
+    """Every tool call of every assistant message, their results, and what the results tell."""
+    by_id: dict[str, ToolCall] = {}
+    for m in messages:
+        role = m.get("role")
+        if role == "assistant":
+            thought = content_text(m.get("content"))
+            if thought.strip():
+                req.thoughts.append(thought.strip())
+            for call in m.get("tool_calls") or []:
+                fn = call.get("function", {}) if isinstance(call, dict) else {}
+                args = fn.get("arguments", "")
+                tc = ToolCall(name=str(fn.get("name", "")),
+                              arguments=args if isinstance(args, str) else json.dumps(args), thought=thought)
+                req.history.append(tc)
+                if isinstance(call, dict) and isinstance(call.get("id"), str):
+                    by_id[call["id"]] = tc
+        elif role == "tool":
+            result = content_text(m.get("content"))
+            req.last_tool_result = result
+            if (answered := by_id.get(str(m.get("tool_call_id")))) is not None:
+                answered.result = result
+            if launched := _LAUNCHED.match(result):
+                req.launched.append(launched.group(1))
+            elif result.startswith(_RESULTS_HEADERS):
+                req.results = result
+            elif visited := _VISITED.match(result):
+                req.visited.append(visited.group(1))
+
+
+def _later_observation(messages: list[dict[str, Any]]) -> Observation | None:
+    """The last user message after the first that is an ``OBSERVATION`` (planner requests)."""
+    users = [content_text(m.get("content")) for m in messages if m.get("role") == "user"]
+    for text in reversed(users[1:]):
+        if (obs := parse_observation(text)) is not None:
+            return obs
+    return None
+
+
 def parse_request(body: dict[str, Any]) -> ChatRequest:
     """Classify a (validated) Chat Completions body and pull out what the scenarios need."""
     messages: list[dict[str, Any]] = body["messages"]
@@ -156,28 +253,18 @@ def parse_request(body: dict[str, Any]) -> ChatRequest:
     if body.get("tools"):
         req.kind = AGENT
         if first_user.startswith("TASK:"):
-            req.task = first_user[len("TASK:"):].strip()
+            _set_task(req, first_user[len("TASK:"):])
         last = messages[-1] if messages else {}
         if last.get("role") == "user":
             req.observation = parse_observation(content_text(last.get("content")))
-        for m in messages:
-            if m.get("role") == "assistant" and m.get("tool_calls"):
-                call = m["tool_calls"][0]
-                fn = call.get("function", {}) if isinstance(call, dict) else {}
-                args = fn.get("arguments", "")
-                req.history.append(ToolCall(
-                    name=str(fn.get("name", "")),
-                    arguments=args if isinstance(args, str) else json.dumps(args),
-                    thought=content_text(m.get("content")),
-                ))
-            elif m.get("role") == "tool":
-                req.last_tool_result = content_text(m.get("content"))
+        _read_history(req, messages)
         assistants = sum(1 for m in messages if m.get("role") == "assistant")
         obs_step = req.observation.step if req.observation else None
         req.step = obs_step if obs_step is not None else assistants + 1
     elif first_user.startswith("PLAN FOR TASK:"):
         req.kind = PLAN
-        req.task = first_user[len("PLAN FOR TASK:"):].strip()
+        _set_task(req, first_user[len("PLAN FOR TASK:"):])
+        req.observation = _later_observation(messages)
     elif last_user.startswith("QUERY:"):
         req.kind = EXTRACT
         req.query, req.content = _split_query(last_user)

@@ -16,43 +16,36 @@ from typing import Any, Iterable
 
 import yaml
 
-from .template import check_regex, names_in
+from .actions import TOOLS, Aggregate, ForEach, check_aggregate, check_args, check_for_each
+from .template import names_in
+from .validate import (
+    BUILTIN_VARS,
+    CONDITION_FLAGS,
+    REGEX_CONDITIONS,
+    ScenarioError,
+    check_vars,
+    check_when,
+    mapping,
+    regex,
+    unknown_keys,
+)
 
 SHIPPED_DIR = Path(__file__).parent / "scenarios"
 
-BUILTIN_VARS = frozenset({"task", "step", "url", "start_url"})
-REGEX_CONDITIONS = ("url", "title", "text", "element", "tool_result", "last_action")
-INT_CONDITIONS = ("step_min", "step_max")
-CONDITION_KEYS = frozenset(REGEX_CONDITIONS + INT_CONDITIONS + ("not",))
-# text and tool_result span several lines; ^ and $ should mean line boundaries there.
-CONDITION_FLAGS = {"text": re.MULTILINE, "tool_result": re.MULTILINE}
-
-# tool -> (required string args, optional string args, optional bool args, needs an element)
-TOOL_ARGS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], bool]] = {
-    "go_to_url": (("url",), (), (), False),
-    "click": ((), (), (), True),
-    "type": (("text",), (), ("submit",), True),
-    "select_option": (("value",), (), (), True),
-    "scroll": (("direction",), (), (), False),
-    "go_back": ((), (), (), False),
-    "extract_content": (("query",), (), (), False),
-    "done": (("text",), (), ("success",), False),
-}
-
-
-class ScenarioError(ValueError):
-    """A scenario file is invalid; the message says which file and field."""
+__all__ = ["BUILTIN_VARS", "CONDITION_FLAGS", "REGEX_CONDITIONS", "SHIPPED_DIR", "TOOLS", "Aggregate", "Extractor",
+           "ForEach", "Rule", "Scenario", "ScenarioError", "ScenarioSet", "load_scenarios", "parse_document"]
 
 
 @dataclass
 class Rule:
-    """``when`` conditions and the action (``tool`` + ``args``) they trigger."""
+    """``when`` conditions and the action (``tool`` + ``args``) they trigger, maybe fanned out."""
 
     when: dict[str, Any]
     tool: str
     args: dict[str, Any]
-    thought: str
+    thought: str | Aggregate
     where: str
+    for_each: ForEach | None = None
 
 
 @dataclass
@@ -65,6 +58,11 @@ class Scenario:
     delay: float = 0.0
     plan: str | None = None
     source: str = ""
+    copy_delays: dict[str, float] = field(default_factory=dict)  # "1", "2", ..., "default" -> seconds
+
+    def copy_delay(self, copy: int) -> float:
+        """The extra delay for racing copy ``copy`` (1-based)."""
+        return self.copy_delays.get(str(copy), self.copy_delays.get("default", 0.0))
 
 
 @dataclass
@@ -99,112 +97,54 @@ class ScenarioSet:
         return next((e for e in self.extractors if e.query.search(query)), None)
 
 
-def _regex(value: Any, where: str, flags: int = 0) -> re.Pattern[str]:
-    if not isinstance(value, str):
-        raise ScenarioError(f"{where}: must be a regex string, got {type(value).__name__}")
-    try:
-        return check_regex(value, flags)
-    except re.error as exc:
-        raise ScenarioError(f"{where}: invalid regex {value!r}: {exc}") from None
-
-
-def _check_vars(text: str, known: set[str], where: str) -> None:
-    unknown = sorted(names_in(text) - known)
-    if unknown:
-        raise ScenarioError(
-            f"{where}: unknown variable {{{unknown[0]}}}; known here: {', '.join(sorted(known))}"
-        )
-
-
-def _mapping(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ScenarioError(f"{where}: must be a mapping, got {type(value).__name__}")
-    return value
-
-
-def _unknown_keys(value: dict[str, Any], allowed: Iterable[str], where: str) -> None:
-    extra = sorted(set(value) - set(allowed))
-    if extra:
-        raise ScenarioError(f"{where}: unknown key {extra[0]!r}; allowed: {', '.join(sorted(allowed))}")
-
-
-def _when(value: Any, where: str, known: set[str], top: bool) -> set[str]:
-    """Validate a condition map; returns the group names it captures (none inside ``not``).
-
-    Conditions are evaluated in ``REGEX_CONDITIONS`` order, so a regex may use the
-    groups captured by the conditions before it.
-    """
-    cond = _mapping(value if value is not None else {}, where)
-    _unknown_keys(cond, CONDITION_KEYS, where)
-    known = set(known)
-    captured: set[str] = set()
-    for key in REGEX_CONDITIONS:
-        if key in cond:
-            pattern = _regex(cond[key], f"{where}.{key}", CONDITION_FLAGS.get(key, 0))
-            _check_vars(cond[key], known, f"{where}.{key}")
-            known |= set(pattern.groupindex)
-            captured |= set(pattern.groupindex)
-    for key in INT_CONDITIONS:
-        if key in cond and (not isinstance(cond[key], int) or isinstance(cond[key], bool)):
-            raise ScenarioError(f"{where}.{key}: must be an integer, got {cond[key]!r}")
-    if "not" in cond:
-        _when(cond["not"], f"{where}.not", known, top=False)
-    return captured if top else set()
-
-
 def _rule(value: Any, where: str, task_vars: set[str]) -> Rule:
-    raw = _mapping(value, where)
-    _unknown_keys(raw, ("when", "do", "thought"), where)
+    raw = mapping(value, where)
+    unknown_keys(raw, ("when", "for_each", "do", "thought"), where)
     when = raw.get("when") or {}
-    known = task_vars | _when(when, f"{where}.when", task_vars, top=True)
-    do = _mapping(raw.get("do"), f"{where}.do")
+    known = task_vars | check_when(when, f"{where}.when", task_vars, top=True)
+    for_each = None
+    if "for_each" in raw:
+        for_each, added = check_for_each(raw["for_each"], f"{where}.for_each", known)
+        known |= added
+    do = mapping(raw.get("do"), f"{where}.do")
     if len(do) != 1:
-        raise ScenarioError(f"{where}.do: needs exactly one action, one of: {', '.join(TOOL_ARGS)}")
+        raise ScenarioError(f"{where}.do: needs exactly one action, one of: {', '.join(TOOLS)}")
     tool, args = next(iter(do.items()))
-    if tool not in TOOL_ARGS:
-        raise ScenarioError(f"{where}.do: unknown action {tool!r}; use one of: {', '.join(TOOL_ARGS)}")
-    args = _mapping(args if args is not None else {}, f"{where}.do.{tool}")
-    required, optional, bools, needs_element = TOOL_ARGS[tool]
-    allowed = set(required) | set(optional) | set(bools) | ({"element", "index"} if needs_element else set())
-    _unknown_keys(args, allowed, f"{where}.do.{tool}")
-    for name in required:
-        if name not in args:
-            raise ScenarioError(f"{where}.do.{tool}: missing {name!r}")
-    for name in (*required, *optional):
-        if name in args:
-            if not isinstance(args[name], str):
-                raise ScenarioError(f"{where}.do.{tool}.{name}: must be a string, got {args[name]!r}")
-            _check_vars(args[name], known, f"{where}.do.{tool}.{name}")
-    for name in bools:
-        if name in args and not isinstance(args[name], bool):
-            raise ScenarioError(f"{where}.do.{tool}.{name}: must be true or false, got {args[name]!r}")
-    if tool == "scroll" and not names_in(args["direction"]) and args["direction"] not in ("up", "down"):
-        raise ScenarioError(f"{where}.do.scroll.direction: must be 'up' or 'down', got {args['direction']!r}")
-    if needs_element:
-        if ("element" in args) == ("index" in args):
-            raise ScenarioError(f"{where}.do.{tool}: give exactly one of 'element' (regex) or 'index'")
-        if "element" in args:
-            _regex(args["element"], f"{where}.do.{tool}.element")
-            _check_vars(args["element"], known, f"{where}.do.{tool}.element")
-        elif not isinstance(args["index"], int) or isinstance(args["index"], bool) or args["index"] < 0:
-            raise ScenarioError(f"{where}.do.{tool}.index: must be a non-negative integer")
+    if tool not in TOOLS:
+        raise ScenarioError(f"{where}.do: unknown action {tool!r}; use one of: {', '.join(TOOLS)}")
+    args = check_args(tool, args, f"{where}.do.{tool}", known)
     thought = raw.get("thought", "")
-    if not isinstance(thought, str):
-        raise ScenarioError(f"{where}.thought: must be a string")
-    _check_vars(thought, known, f"{where}.thought")
-    return Rule(when=when, tool=tool, args=args, thought=thought, where=where)
+    if isinstance(thought, dict):
+        thought = check_aggregate(thought, f"{where}.thought", known)
+    elif not isinstance(thought, str):
+        raise ScenarioError(f"{where}.thought: must be a string or an aggregation {{each, in, format, ...}}")
+    else:
+        check_vars(thought, known, f"{where}.thought")
+    return Rule(when=when, tool=tool, args=args, thought=thought, where=where, for_each=for_each)
+
+
+def _copy_delays(value: Any, where: str) -> dict[str, float]:
+    delays: dict[str, float] = {}
+    for key, seconds in mapping(value, where).items():
+        name = str(key)
+        if not (name == "default" or (name.isdigit() and int(name) >= 1)):
+            raise ScenarioError(f"{where}: key {key!r} must be a copy number (1, 2, ...) or 'default'")
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
+            raise ScenarioError(f"{where}.{name}: must be a number of seconds >= 0, got {seconds!r}")
+        delays[str(int(name)) if name.isdigit() else name] = float(seconds)
+    return delays
 
 
 def _scenario(value: Any, where: str) -> Scenario:
-    raw = _mapping(value, where)
-    _unknown_keys(raw, ("name", "task", "delay", "plan", "rules"), where)
+    raw = mapping(value, where)
+    unknown_keys(raw, ("name", "task", "delay", "copy_delays", "plan", "rules"), where)
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise ScenarioError(f"{where}: 'name' must be a non-empty string")
     where = f"{where} ({name})"
     if "task" not in raw:
         raise ScenarioError(f"{where}: missing 'task' (a regex searched in the task text)")
-    task = _regex(raw["task"], f"{where}.task")
+    task = regex(raw["task"], f"{where}.task")
     if names_in(raw["task"]):
         raise ScenarioError(f"{where}.task: variables are not allowed in the task regex")
     delay = raw.get("delay", 0)
@@ -215,32 +155,33 @@ def _scenario(value: Any, where: str) -> Scenario:
     if plan is not None:
         if not isinstance(plan, str):
             raise ScenarioError(f"{where}.plan: must be a string")
-        _check_vars(plan, task_vars, f"{where}.plan")
+        check_vars(plan, task_vars, f"{where}.plan")
     rules = raw.get("rules")
     if not isinstance(rules, list) or not rules:
         raise ScenarioError(f"{where}.rules: must be a non-empty list")
+    copy_delays = _copy_delays(raw["copy_delays"], f"{where}.copy_delays") if "copy_delays" in raw else {}
     return Scenario(
-        name=name, task=task, delay=float(delay), plan=plan, source=where,
+        name=name, task=task, delay=float(delay), plan=plan, source=where, copy_delays=copy_delays,
         rules=[_rule(r, f"{where}.rules[{i}]", task_vars) for i, r in enumerate(rules)],
     )
 
 
 def _extractor(value: Any, where: str) -> Extractor:
-    raw = _mapping(value, where)
-    _unknown_keys(raw, ("name", "query", "find", "answer", "otherwise"), where)
+    raw = mapping(value, where)
+    unknown_keys(raw, ("name", "query", "find", "answer", "otherwise"), where)
     if "query" not in raw or "answer" not in raw:
         raise ScenarioError(f"{where}: needs 'query' (regex over QUERY) and 'answer'")
-    query = _regex(raw["query"], f"{where}.query")
+    query = regex(raw["query"], f"{where}.query")
     find = raw.get("find")
     groups: set[str] = set()
     if find is not None:
-        groups = set(_regex(find, f"{where}.find", re.MULTILINE).groupindex)
-        _check_vars(find, {"query"}, f"{where}.find")
+        groups = set(regex(find, f"{where}.find", re.MULTILINE).groupindex)
+        check_vars(find, {"query"}, f"{where}.find")
     for key, known in (("answer", groups | {"query"}), ("otherwise", {"query"})):
         if key in raw:
             if not isinstance(raw[key], str):
                 raise ScenarioError(f"{where}.{key}: must be a string")
-            _check_vars(raw[key], known, f"{where}.{key}")
+            check_vars(raw[key], known, f"{where}.{key}")
     return Extractor(
         name=str(raw.get("name") or f"extract:{raw['query']}"), query=query, find=find,
         answer=raw["answer"], otherwise=raw.get("otherwise", '{{"found": false}}'), source=where,
@@ -251,8 +192,8 @@ def parse_document(doc: Any, source: str) -> ScenarioSet:
     """Validate one parsed YAML document (``scenarios:`` and/or ``extractors:`` lists)."""
     if doc is None:
         return ScenarioSet()
-    raw = _mapping(doc, source)
-    _unknown_keys(raw, ("scenarios", "extractors"), source)
+    raw = mapping(doc, source)
+    unknown_keys(raw, ("scenarios", "extractors"), source)
     lists: dict[str, list[Any]] = {}
     for key in ("scenarios", "extractors"):
         items = raw.get(key) or []

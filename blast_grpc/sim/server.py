@@ -61,20 +61,23 @@ def decide(scenarios: ScenarioSet, req: ChatRequest) -> Decision:
 
 
 def _to_reply(decision: Decision, call_id: str) -> wire.Reply:
+    """The wire reply; the calls of one reply get ids ``call_id``, ``call_id_1``, ``call_id_2``, ..."""
     if decision.tool is None:
         return wire.Reply(content=decision.content)
-    return wire.Reply(content=decision.content or None, tool_name=decision.tool,
-                      arguments=json.dumps(decision.args), call_id=call_id)
+    calls = [wire.Call(tool, json.dumps(args), call_id + (f"_{i}" if i else ""))
+             for i, (tool, args) in enumerate(decision.calls)]
+    return wire.Reply(content=decision.content or None, calls=calls)
 
 
 def _apply_fault(reply: wire.Reply, fault: Fault | None) -> wire.Reply:
-    if fault is None or reply.tool_name is None:
+    if fault is None or not reply.calls:
         return reply
     if fault.kind == "malformed_tool_json":
         # Dropping the closing brace makes any JSON object invalid.
-        return wire.Reply(reply.content, reply.tool_name, reply.arguments[:-1], reply.call_id)
+        return wire.Reply(reply.content, [wire.Call(c.name, c.arguments[:-1], c.id) for c in reply.calls])
     if fault.kind == "no_tool_call":
-        return wire.Reply(content=f"I think the next step is {reply.tool_name} {reply.arguments}.")
+        said = "; then ".join(f"{c.name} {c.arguments}" for c in reply.calls)
+        return wire.Reply(content=f"I think the next step is {said}.")
     return reply
 
 

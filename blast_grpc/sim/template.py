@@ -1,18 +1,37 @@
 """``{var}`` substitution for scenario strings and regexes.
 
-Only ``{identifier}`` is a variable, so regex quantifiers such as ``\\d{4}`` or
-``{2,3}`` pass through untouched. ``{{`` and ``}}`` are literal braces. In a
-regex, a variable's value is inserted with ``re.escape`` so a captured value
-containing ``.`` or ``(`` matches itself.
+Only ``{identifier}`` (optionally ``{identifier|filter}``) is a variable, so regex
+quantifiers such as ``\\d{4}`` or ``{2,3}`` pass through untouched. ``{{`` and
+``}}`` are literal braces. In a regex, a variable's value is inserted with
+``re.escape`` so a captured value containing ``.`` or ``(`` matches itself.
+
+Values are strings, numbers or lists; a list is written as its items joined
+with ``", "``, except by ``render_value`` when the template is exactly one
+variable (then the list itself comes back, for list-valued tool arguments).
+
+Filters (see ``FILTERS``): ``{href|abs}`` resolves a relative URL against the
+current page URL (variable ``url``; ``start_url`` when no page is open).
 """
 
 from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Mapping
+from typing import Callable, Mapping
+from urllib.parse import urljoin
 
-_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)(?:\|([A-Za-z_][A-Za-z0-9_]*))?\}")
+LIST_SEPARATOR = ", "
+
+
+def _absolute(value: str, variables: Mapping[str, object]) -> str:
+    base = variables.get("url") or variables.get("start_url") or ""
+    return urljoin(str(base), value) if base else value
+
+
+FILTERS: dict[str, Callable[[str, Mapping[str, object]], str]] = {
+    "abs": _absolute,
+}
 
 
 class MissingVariable(KeyError):
@@ -31,6 +50,32 @@ def names_in(template: str) -> set[str]:
     return {m.group(1) for m in _TOKEN.finditer(template) if m.group(1)}
 
 
+def unknown_filters(template: str) -> list[str]:
+    """Filter names used in ``template`` that do not exist (in order of appearance)."""
+    return [m.group(2) for m in _TOKEN.finditer(template) if m.group(2) and m.group(2) not in FILTERS]
+
+
+def _value(m: re.Match[str], variables: Mapping[str, object]) -> object:
+    """The (filtered) value of one ``{name}``/``{name|filter}`` token; lists stay lists."""
+    name, filt = m.group(1), m.group(2)
+    if name not in variables or variables[name] is None:
+        raise MissingVariable(name)
+    value = variables[name]
+    if not filt:
+        return value
+    fn = FILTERS[filt]
+    if isinstance(value, list):
+        return [fn(str(v), variables) for v in value]
+    return fn(str(value), variables)
+
+
+def as_text(value: object) -> str:
+    """A variable's value as text (list items joined with ``", "``)."""
+    if isinstance(value, list):
+        return LIST_SEPARATOR.join(str(v) for v in value)
+    return str(value)
+
+
 def fill(template: str, variables: Mapping[str, object], *, regex: bool = False) -> str:
     """Substitute variables; raises ``MissingVariable`` for an unknown name."""
 
@@ -38,13 +83,20 @@ def fill(template: str, variables: Mapping[str, object], *, regex: bool = False)
         tok = m.group(0)
         if tok in ("{{", "}}"):
             return "\\" + tok[0] if regex else tok[0]
-        name = m.group(1)
-        if name not in variables or variables[name] is None:
-            raise MissingVariable(name)
-        value = str(variables[name])
+        value = as_text(_value(m, variables))
         return re.escape(value) if regex else value
 
     return _TOKEN.sub(sub, template)
+
+
+def render_value(template: str, variables: Mapping[str, object]) -> str | list[str]:
+    """Like ``fill``, but a template that is exactly one list-valued variable gives the list."""
+    m = _TOKEN.fullmatch(template)
+    if m and m.group(1):
+        value = _value(m, variables)
+        if isinstance(value, list):
+            return [str(v) for v in value]
+    return fill(template, variables)
 
 
 @lru_cache(maxsize=1024)
@@ -64,4 +116,9 @@ def check_regex(template: str, flags: int = 0) -> re.Pattern[str]:
     a template captures, before any real values exist. Raises ``re.error``.
     """
     placeholder = {name: "x" for name in names_in(template)}
-    return re.compile(fill(template, placeholder, regex=True), flags)
+    return re.compile(fill(placeholder_safe(template), placeholder, regex=True), flags)
+
+
+def placeholder_safe(template: str) -> str:
+    """``template`` with filters dropped (``{a|abs}`` -> ``{a}``), for load-time checks."""
+    return _TOKEN.sub(lambda m: "{" + m.group(1) + "}" if m.group(1) else m.group(0), template)

@@ -7,7 +7,7 @@ them (non-streaming ``chat.completion`` and streaming ``chat.completion.chunk``)
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .protocol import content_text
@@ -94,26 +94,33 @@ def prompt_tokens(body: dict[str, Any]) -> int:
 
 
 @dataclass
+class Call:
+    """One function call of a reply: tool name, JSON arguments, call id."""
+
+    name: str
+    arguments: str
+    id: str
+
+
+@dataclass
 class Reply:
-    """One assistant message: optional text plus at most one function call."""
+    """One assistant message: optional text plus any number of function calls (run in order)."""
 
     content: str | None
-    tool_name: str | None = None
-    arguments: str = ""
-    call_id: str = ""
+    calls: list[Call] = field(default_factory=list)
 
     @property
     def finish_reason(self) -> str:
-        return "tool_calls" if self.tool_name else "stop"
+        return "tool_calls" if self.calls else "stop"
 
     def completion_tokens(self) -> int:
-        return count_tokens(len(self.content or "") + len(self.tool_name or "") + len(self.arguments))
+        return count_tokens(len(self.content or "") + sum(len(c.name) + len(c.arguments) for c in self.calls))
 
     def message(self) -> dict[str, Any]:
         msg: dict[str, Any] = {"role": "assistant", "content": self.content, "refusal": None}
-        if self.tool_name:
-            msg["tool_calls"] = [{"id": self.call_id, "type": "function",
-                                  "function": {"name": self.tool_name, "arguments": self.arguments}}]
+        if self.calls:
+            msg["tool_calls"] = [{"id": c.id, "type": "function",
+                                  "function": {"name": c.name, "arguments": c.arguments}} for c in self.calls]
         return msg
 
 
@@ -143,11 +150,11 @@ def stream_deltas(reply: Reply) -> list[dict[str, Any]]:
     """The ``delta`` objects of a streamed reply, in order (without the final empty delta)."""
     deltas: list[dict[str, Any]] = [{"role": "assistant", "content": "" if reply.content is not None else None}]
     deltas += [{"content": p} for p in _split(reply.content or "", STREAM_PIECES)]
-    if reply.tool_name:
-        deltas.append({"tool_calls": [{"index": 0, "id": reply.call_id, "type": "function",
-                                       "function": {"name": reply.tool_name, "arguments": ""}}]})
-        deltas += [{"tool_calls": [{"index": 0, "function": {"arguments": p}}]}
-                   for p in _split(reply.arguments, STREAM_PIECES)]
+    for i, call in enumerate(reply.calls):
+        deltas.append({"tool_calls": [{"index": i, "id": call.id, "type": "function",
+                                       "function": {"name": call.name, "arguments": ""}}]})
+        deltas += [{"tool_calls": [{"index": i, "function": {"arguments": p}}]}
+                   for p in _split(call.arguments, STREAM_PIECES)]
     return deltas
 
 

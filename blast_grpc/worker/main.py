@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import logging
 import os
@@ -22,6 +23,7 @@ from playwright.async_api import async_playwright
 from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
 from ..chromium import CHROMIUM_ARGS, find_chromium
 from ..config import load_config
+from ..extraction import ExtractionPool
 from ..llm import LLM
 from .service import WorkerService
 
@@ -38,7 +40,7 @@ def _die_with_parent() -> None:
         pass
 
 
-async def serve(worker_id: str, address: str, config_path: str | None) -> int:
+async def serve(worker_id: str, address: str, config_path: str | None, broker_address: str | None) -> int:
     config = load_config(config_path)
     chromium = find_chromium(config.settings.local_browser_path)
     stop = asyncio.Event()
@@ -58,14 +60,32 @@ async def serve(worker_id: str, address: str, config_path: str | None) -> int:
 
         browser.on("disconnected", lost)
         llm = LLM(config)
+        broker_channel = grpc.aio.insecure_channel(broker_address) if broker_address else None
+        broker = wgrpc.TaskBrokerServiceStub(broker_channel) if broker_channel is not None else None
+        extraction = None
+        warmup: asyncio.Task[None] | None = None
+        if config.constraints.allow_parallelism.data:
+            extraction = ExtractionPool(config, worker_id, config.settings.extraction_processes)
+            # Spawn the readers in the background: the worker is ready without them, and the
+            # first extraction simply shares the executor that is starting.
+            warmup = asyncio.create_task(extraction.start(), name="extraction-warmup")
         server = grpc.aio.server()
-        wgrpc.add_WorkerServiceServicer_to_server(WorkerService(worker_id, config, browser, llm), server)
+        wgrpc.add_WorkerServiceServicer_to_server(
+            WorkerService(worker_id, config, browser, llm, broker, extraction), server)
         if server.add_insecure_port(address) == 0:
             raise SystemExit(f"worker {worker_id}: cannot listen on {address}")
         await server.start()
         log.info("worker %s ready on %s (pid %d)", worker_id, address, os.getpid())
         await stop.wait()
         await server.stop(grace=1.0)
+        if warmup is not None:
+            warmup.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await warmup
+        if extraction is not None:
+            await extraction.close()
+        if broker_channel is not None:
+            await broker_channel.close()
         await llm.close()
         if exit_code == 0:
             await browser.close()
@@ -77,11 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--worker-id", required=True)
     ap.add_argument("--address", required=True, help="gRPC address to listen on, e.g. unix:///tmp/w1.sock")
     ap.add_argument("--config", default=None)
+    ap.add_argument("--broker", default=None, help="the coordinator's TaskBrokerService address")
     args = ap.parse_args(argv)
     _die_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
-    return uvloop.run(serve(args.worker_id, args.address, args.config))
+    return uvloop.run(serve(args.worker_id, args.address, args.config, args.broker))
 
 
 if __name__ == "__main__":

@@ -8,9 +8,11 @@ request or Playwright call, and then the context is closed in ``finally``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable
 
 import grpc
 from playwright.async_api import Browser as PWBrowser
@@ -21,7 +23,10 @@ from .._proto.blast.worker.v1 import worker_pb2 as wpb
 from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
 from ..agent.loop import Agent, AgentFailed, Outcome, StepReport
 from ..config import Config
+from ..extraction import ExtractionError, ExtractionPool
 from ..llm import LLM, LLMUnavailable, UsageMeter
+from .broker_client import GrpcBroker
+from .session import BrowserSession
 
 log = logging.getLogger("blast_grpc.worker")
 
@@ -43,17 +48,39 @@ def _usage_msg(meter: UsageMeter) -> wpb.RunTaskResponse | None:
 
 def _step_msg(r: StepReport) -> wpb.RunTaskResponse:
     return wpb.RunTaskResponse(
-        step=pb.TaskStep(number=r.number, thought=r.thought, action=r.action, url=r.url, result=r.result[:2000])
+        step=pb.TaskStep(number=r.number, thought=r.thought, action=r.action, url=r.url, result=r.result[:2000],
+                         detail=r.detail)
     )
 
 
 class WorkerService(wgrpc.WorkerServiceServicer):
-    def __init__(self, worker_id: str, config: Config, browser: PWBrowser, llm: LLM) -> None:
+    def __init__(self, worker_id: str, config: Config, browser: PWBrowser, llm: LLM,
+                 broker: wgrpc.TaskBrokerServiceStub | None = None, extraction: ExtractionPool | None = None) -> None:
         self.worker_id = worker_id
         self.config = config
         self.browser = browser
         self.llm = llm
-        self.contexts: dict[str, BrowserContext] = {}
+        self.broker = broker
+        self.extraction = extraction
+        self.contexts: dict[str, BrowserContext] = {}  # open contexts by task id
+        self.sessions: dict[str, BrowserSession] = {}  # tasks running here (a parked one has no context)
+
+    def _extractor(self, meter: UsageMeter) -> Callable[[str, str], Awaitable[tuple[str, str]]] | None:
+        pool = self.extraction
+        if pool is None:
+            return None
+        s = self.config.settings
+
+        async def extract(text: str, query: str) -> tuple[str, str]:
+            try:
+                r = await pool.extract(text, query, chunk_chars=s.chunk_chars, overlap_chars=s.chunk_overlap_chars)
+            except ExtractionError as exc:
+                return f"Error: {exc}", ""
+            for model, (prompt, completion, requests) in r.usage.items():
+                meter.add(model, prompt, completion, requests)
+            return r.answer, json.dumps({"chunks": r.chunks, "pids": r.pids, "block": r.block})
+
+        return extract
 
     async def GetStatus(self, request: wpb.GetStatusRequest, context: grpc.aio.ServicerContext) -> wpb.GetStatusResponse:
         return wpb.GetStatusResponse(
@@ -67,21 +94,31 @@ class WorkerService(wgrpc.WorkerServiceServicer):
         self, request: wpb.RunTaskRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[wpb.RunTaskResponse]:
         task_id = request.task_id
-        if task_id in self.contexts:
+        if task_id in self.sessions:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"task {task_id} is already running here")
         queue: asyncio.Queue[wpb.RunTaskResponse] = asyncio.Queue()
         meter = UsageMeter()
 
-        async def on_step(r: StepReport) -> None:
+        def flush_usage() -> None:
             usage = _usage_msg(meter)
             if usage is not None:
                 queue.put_nowait(usage)
+
+        async def on_step(r: StepReport) -> None:
+            flush_usage()
             queue.put_nowait(_step_msg(r))
 
-        bctx = await self.browser.new_context()
-        self.contexts[task_id] = bctx
-        agent = Agent(self.config, self.llm, meter, on_step)
-        runner = asyncio.create_task(self._drive(agent, bctx, request, queue), name=f"agent-{task_id}")
+        async def on_plan(text: str) -> None:
+            flush_usage()
+            queue.put_nowait(wpb.RunTaskResponse(plan=pb.TaskPlan(text=text)))
+
+        session = BrowserSession(self.browser, task_id, self.contexts, self.config.settings.action_timeout_s)
+        self.sessions[task_id] = session
+        broker = (GrpcBroker(self.broker, task_id, session)
+                  if self.broker is not None and request.may_launch_subtasks else None)
+        agent = Agent(self.config, self.llm, meter, on_step, on_plan, broker=broker,
+                      extractor=self._extractor(meter), copy=request.copy, copies=request.copies)
+        runner = asyncio.create_task(self._drive(agent, session, request, queue), name=f"agent-{task_id}")
         try:
             while True:
                 msg = await queue.get()
@@ -94,23 +131,19 @@ class WorkerService(wgrpc.WorkerServiceServicer):
                 yield msg
         finally:
             runner.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await runner
-            except (asyncio.CancelledError, Exception):
-                pass
-            self.contexts.pop(task_id, None)
-            try:
-                await bctx.close()
-            except Exception:  # the browser may already be gone; the context is gone with it
-                pass
+            del self.sessions[task_id]
+            await session.close()
 
     async def _drive(
-        self, agent: Agent, bctx: BrowserContext, req: wpb.RunTaskRequest, queue: asyncio.Queue[wpb.RunTaskResponse]
+        self, agent: Agent, session: BrowserSession, req: wpb.RunTaskRequest,
+        queue: asyncio.Queue[wpb.RunTaskResponse],
     ) -> None:
         try:
-            page = await bctx.new_page()
+            await session.open()
             history = [(h.description, h.result) for h in req.history]
-            out: Outcome = await agent.run(page, req.spec.description, req.spec.initial_url, history)
+            out: Outcome = await agent.run(session, req.spec.description, req.spec.initial_url, history)
             queue.put_nowait(wpb.RunTaskResponse(completed=pb.TaskCompleted(result=out.text, success=out.success)))
         except (AgentFailed, LLMUnavailable) as exc:
             queue.put_nowait(wpb.RunTaskResponse(failed=pb.TaskFailed(error=str(exc))))

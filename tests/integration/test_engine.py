@@ -23,10 +23,11 @@ def kinds(events: list[pb.TaskEvent]) -> list[str]:
 
 
 async def test_task_reads_the_answer_from_the_page(client: Client, site: DemoSite) -> None:
-    events = [ev async for ev in client.run(f"On {site.url}/index.html find the largest gorilla in Asia", stream=True)]
+    events = [ev async for ev in client.run(f"On {site.url}index.html find the largest gorilla in Asia", stream=True)]
     k = kinds(events)
-    assert k[0] == "scheduled" and k[1] == "started" and k[-1] == "completed", k
-    assert set(k[2:-1]) == {"step"}, k
+    assert k[:3] == ["scheduled", "started", "plan"] and k[-1] == "completed", k
+    assert set(k[3:-1]) == {"step"}, k
+    assert events[2].plan.text  # the planner wrote something
     seqs = [e.seq for e in events]
     assert seqs == list(range(1, len(events) + 1))
     assert all(e.task_id == events[0].task_id for e in events)
@@ -36,25 +37,25 @@ async def test_task_reads_the_answer_from_the_page(client: Client, site: DemoSit
     assert any("asia.html" in e.step.url for e in events if e.HasField("step"))
     task = await client.get_task(events[0].task_id)
     assert task.state == pb.TASK_STATE_COMPLETED and task.result == done.result
-    assert task.last_seq == len(events) and task.steps == len(k) - 3
+    assert task.last_seq == len(events) and task.steps == len(k) - 4
     assert any(u.requests > 0 and u.prompt_tokens > 0 for u in task.usage)
 
 
 async def test_long_page_is_read_with_extract_content(client: Client, site: DemoSite) -> None:
-    task = await client.run(f"Find the secret river code in the article at {site.url}/article.html")
+    task = await client.run(f"Find the secret river code in the article at {site.url}article.html")
     assert task.state == pb.TASK_STATE_COMPLETED, task.error
     assert ARTICLE_CODE in task.result
 
 
 async def test_form_is_filled_and_submitted(client: Client, site: DemoSite) -> None:
-    task = await client.run(f'Place an order for item "teapot" in size large at {site.url}/form.html '
+    task = await client.run(f'Place an order for item "teapot" in size large at {site.url}form.html '
                             "and report the confirmation code")
     assert task.state == pb.TASK_STATE_COMPLETED and task.success, (task.error, task.result)
     assert f"confirmation code {order_code('teapot', 'large')}" in task.result
 
 
 async def test_watcher_resumes_without_losing_or_repeating_events(client: Client, site: DemoSite) -> None:
-    task = await client.submit(f"Slowly tour Europe from {site.url}/index.html")
+    task = await client.submit(f"Slowly tour Europe from {site.url}index.html")
     first: list[pb.TaskEvent] = []
     async for ev in client.watch(task.task_id):
         first.append(ev)
@@ -80,7 +81,7 @@ async def _wait_for(predicate, timeout: float, interval: float = 0.05):  # type:
 
 
 async def test_cancel_during_a_step_closes_the_context(client: Client, site: DemoSite) -> None:
-    task = await client.submit(f"Slowly tour Africa from {site.url}/index.html")
+    task = await client.submit(f"Slowly tour Africa from {site.url}index.html")
     async for ev in client.watch(task.task_id):
         if ev.HasField("step"):
             break
@@ -138,7 +139,7 @@ async def test_bad_requests_get_clear_statuses(client: Client) -> None:
 async def test_model_faults_are_retried_and_corrected(client: Client, site: DemoSite, sim: Sim) -> None:
     before = sim.stats()
     sim.inject("http_429", "malformed_tool_json")
-    task = await client.run(f"On {site.url}/index.html find the largest gorilla in Oceania")
+    task = await client.run(f"On {site.url}index.html find the largest gorilla in Oceania")
     assert task.state == pb.TASK_STATE_COMPLETED and task.success, task.error
     assert GORILLAS["Oceania"].name in task.result
     after = sim.stats()
@@ -152,7 +153,7 @@ async def test_killed_worker_is_replaced_and_its_task_retried(sim: Sim, site: De
 
     async with Engine.create(overrides=engine_overrides(sim)) as eng:
         c = eng.client
-        task = await c.submit(f"Slowly tour Oceania from {site.url}/index.html")
+        task = await c.submit(f"Slowly tour Oceania from {site.url}index.html")
         worker_id = ""
         async for ev in c.watch(task.task_id):
             if ev.HasField("started"):

@@ -83,7 +83,7 @@ def test_reflection_lists_and_calls_the_service(engine: Engine) -> None:
 
 def test_cli_run_streams_and_sets_the_exit_code(engine: Engine, site: DemoSite) -> None:
     ok = subprocess.run([sys.executable, "-m", "blast_grpc", "run", "--address", engine.address,
-                         f"On {site.url}/index.html find the largest gorilla in Africa"],
+                         f"On {site.url}index.html find the largest gorilla in Africa"],
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert "scheduled" in ok.stdout and "step" in ok.stdout and GORILLAS["Africa"].name in ok.stdout
@@ -95,7 +95,7 @@ def test_cli_run_streams_and_sets_the_exit_code(engine: Engine, site: DemoSite) 
 def test_without_an_llm_endpoint_serve_starts_and_tasks_fail_at_once(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"settings": {"grpc_port": 0, "workers": 1}}))
+    cfg.write_text(yaml.safe_dump({"settings": {"grpc_port": 0, "metrics_port": 0, "gateway": False, "workers": 1}}))
     ready = tmp_path / "ready.json"
     proc = subprocess.Popen([sys.executable, "-m", "blast_grpc", "serve", "--config", str(cfg),
                              "--ready-file", str(ready)], env=env, stderr=subprocess.PIPE,

@@ -9,7 +9,7 @@ from blast_grpc.agent.observe import Observation
 from blast_grpc.agent.tools import BROWSER_TOOLS, ActionError, parse_call
 from blast_grpc.coordinator.tasks import TaskStore
 
-OFFERED = {t["function"]["name"] for t in BROWSER_TOOLS}
+OFFERED = {t["function"]["name"]: t["function"]["parameters"]["required"] for t in BROWSER_TOOLS}
 
 
 @pytest.mark.asyncio

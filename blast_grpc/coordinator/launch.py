@@ -1,0 +1,79 @@
+"""Creating tasks: plain tasks, subtasks and first-of-N races, and ending their trees.
+
+A first-of-N task (``allow_parallelism.first_of_n``, or ``launch_subtask(num_copies=N)``)
+never runs itself: it is a record with N racing copies as children::
+
+    race ──▶ copy 1 ─┐
+         ──▶ copy 2 ─┼─ first copy to complete with success wins: the others are
+         ──▶ copy 3 ─┘  cancelled at once, then the race completes with its answer;
+                        a copy that fails never wins; if all fail, the race fails
+                        with each copy's error.
+
+Whenever a task ends, its unfinished children are cancelled: nothing outlives the
+task that started it.
+"""
+
+from __future__ import annotations
+
+from .._proto.blast.v1 import blast_pb2 as pb
+from ..config import Config
+from .scheduler import Scheduler
+from .tasks import TaskRecord, TaskStore
+
+
+class Launcher:
+    def __init__(self, config: Config, store: TaskStore, scheduler: Scheduler) -> None:
+        self.config = config
+        self.store = store
+        self.scheduler = scheduler
+
+    def copies_for_top_level(self) -> int:
+        c = self.config.constraints
+        return c.first_of_n_num_copies if c.allow_parallelism.first_of_n else 1
+
+    def copies_allowed(self, requested: int) -> int:
+        """Copies a ``launch_subtask(num_copies=...)`` gets: 1 unless first-of-N is on."""
+        c = self.config.constraints
+        if requested <= 1 or not c.allow_parallelism.first_of_n:
+            return 1
+        return min(requested, c.first_of_n_num_copies)
+
+    def launch(self, spec: pb.TaskSpec, parent: TaskRecord | None = None, copies: int = 1) -> TaskRecord:
+        rec = self.store.new(spec, parent)
+        rec.on_done.append(self._end_children)
+        if parent is not None:
+            parent.emit(subtask_launched=pb.SubtaskLaunched(subtask_id=rec.task_id, description=spec.description))
+        if copies <= 1:
+            self.scheduler.submit(rec)
+            return rec
+        rec.copies = copies
+        rec.emit(scheduled=pb.TaskScheduled())
+        for k in range(1, copies + 1):
+            copy = self.store.new(spec, rec, copy=k, copies=copies)
+            copy.on_done += [self._copy_done, self._end_children]
+            rec.emit(subtask_launched=pb.SubtaskLaunched(subtask_id=copy.task_id, description=spec.description,
+                                                         copy=k))
+            self.scheduler.submit(copy)
+        return rec
+
+    def _end_children(self, rec: TaskRecord) -> None:
+        for child in rec.children:
+            if not child.done:
+                self.scheduler.cancel(child, f"its parent task {rec.task_id} ended")
+
+    def _copy_done(self, copy: TaskRecord) -> None:
+        race = copy.parent
+        if race is None or race.done:
+            return
+        if race.winner_task_id:
+            return  # a loser being cancelled by the winner, below
+        if copy.state == pb.TASK_STATE_COMPLETED and copy.success:
+            race.winner_task_id = copy.task_id
+            for other in race.children:
+                if other is not copy and not other.done:
+                    self.scheduler.cancel(other, f"copy {copy.copy} of {copy.copies} won the race")
+            race.finish(pb.TASK_STATE_COMPLETED, result=copy.result, success=True)
+        elif all(c.done for c in race.children):
+            why = "; ".join(f"copy {c.copy}: {c.error or c.result or pb.TaskState.Name(c.state)}"  # type: ignore[arg-type]
+                            for c in race.children)
+            race.finish(pb.TASK_STATE_FAILED, error=f"all {race.copies} copies failed: {why}")

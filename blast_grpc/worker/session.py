@@ -1,0 +1,73 @@
+"""One task's browser state in a worker: a context and its page, which can be parked.
+
+While a task waits for its subtasks it parks: its cookies and storage and the
+page's URL are kept, the context is closed (so it holds no browser slot and no
+memory), and on resume a fresh context gets the state back and reopens the URL.
+That is what lets a parent give its slot to the subtasks it waits for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, AsyncIterator, Callable
+
+from playwright.async_api import Browser, BrowserContext, Page
+
+
+class BrowserSession:
+    def __init__(self, browser: Browser, task_id: str, registry: dict[str, BrowserContext],
+                 nav_timeout_s: float, on_change: Callable[[], None] | None = None) -> None:
+        self._browser = browser
+        self.task_id = task_id
+        self._registry = registry  # the worker's open contexts, by task id (what GetStatus reports)
+        self._nav_timeout_ms = nav_timeout_s * 1000
+        self._context: BrowserContext | None = None
+        self._page: Page | None = None
+        self._state: Any = None
+        self._url = ""
+
+    @property
+    def page(self) -> Page:
+        if self._page is None:
+            raise RuntimeError(f"task {self.task_id} has no open page (parked or closed)")
+        return self._page
+
+    async def open(self, context: BrowserContext | None = None) -> None:
+        """Use ``context`` (a warm or kept one) or create a new one, with the saved state if parked."""
+        if context is None:
+            context = await self._browser.new_context(storage_state=self._state)
+        self._context = context
+        self._registry[self.task_id] = context
+        self._page = context.pages[0] if context.pages else await context.new_page()
+
+    async def close(self) -> None:
+        ctx, self._context, self._page = self._context, None, None
+        if self._registry.get(self.task_id) is ctx:
+            del self._registry[self.task_id]
+        if ctx is not None:
+            with contextlib.suppress(Exception):  # the browser may be gone already
+                await ctx.close()
+
+    def detach(self) -> BrowserContext | None:
+        """Hand the open context over (to be kept for a follow-up task) without closing it."""
+        ctx, self._context, self._page = self._context, None, None
+        if self._registry.get(self.task_id) is ctx:
+            del self._registry[self.task_id]
+        return ctx
+
+    @contextlib.asynccontextmanager
+    async def parked(self) -> AsyncIterator[None]:
+        """Close the context for the duration of the block, then restore it."""
+        if self._context is None:
+            yield
+            return
+        self._url = self.page.url
+        self._state = await self._context.storage_state()
+        await self.close()
+        try:
+            yield
+        finally:
+            await self.open()
+            if self._url and self._url != "about:blank":
+                with contextlib.suppress(Exception):  # the agent sees whatever page it gets
+                    await self.page.goto(self._url, timeout=self._nav_timeout_ms, wait_until="domcontentloaded")
