@@ -57,6 +57,19 @@ class Endpoint(_Strict):
     api_key_env: str = "OPENAI_API_KEY"
 
 
+class Price(_Strict):
+    """USD per million tokens."""
+
+    input_per_1m: float = Field(ge=0)
+    output_per_1m: float = Field(ge=0)
+
+
+def _default_prices() -> dict[str, Price]:
+    table = {"gpt-4.1": (2.0, 8.0), "gpt-4.1-mini": (0.4, 1.6), "gpt-4.1-nano": (0.1, 0.4),
+             "gpt-4o": (2.5, 10.0), "gpt-4o-mini": (0.15, 0.6)}
+    return {m: Price(input_per_1m=i, output_per_1m=o) for m, (i, o) in table.items()}
+
+
 class Settings(_Strict):
     """How the engine runs (BLAST's ``settings`` plus serving options)."""
 
@@ -78,7 +91,8 @@ class Settings(_Strict):
     gateway: bool = True
     gateway_host: str = "127.0.0.1"
     api_keys: list[str] = Field(default_factory=list)
-    max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    # The coordinator accepts gRPC messages up to 8 MiB; a larger HTTP body could not pass through.
+    max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=8 * 1024 * 1024)
     # agent loop
     max_steps: int = Field(25, ge=1, le=500)
     step_timeout_s: float = Field(60.0, gt=0)
@@ -86,6 +100,12 @@ class Settings(_Strict):
     observation_max_chars: int = Field(6000, ge=200)
     max_task_chars: int = Field(100_000, ge=1)
     planner: bool = True
+    allow_loopback: bool = False
+    allow_link_local: bool = False
+    warm_contexts: int = Field(1, ge=0, le=32)
+    context_memory_estimate: int = 40_000_000
+    memory_sample_s: float = Field(0.5, gt=0)
+    context_keep_alive_s: float = Field(120.0, ge=0)
     max_subtasks_per_task: int = Field(50, ge=1, le=1000)
     subtask_wait_timeout_s: float = Field(600.0, gt=0)
     chunk_chars: int = Field(20_000, ge=500)
@@ -95,6 +115,7 @@ class Settings(_Strict):
     llm_endpoints: dict[str, Endpoint] = Field(default_factory=dict)
     llm_timeout_s: float = Field(60.0, gt=0)
     llm_max_retries: int = Field(3, ge=0, le=20)
+    model_prices: dict[str, Price] = Field(default_factory=_default_prices)
     # worker supervision
     worker_start_timeout_s: float = Field(60.0, gt=0)
     worker_restart_backoff_s: float = Field(0.5, ge=0)
@@ -102,6 +123,11 @@ class Settings(_Strict):
     task_retries_on_worker_death: int = Field(1, ge=0, le=10)
     drain_timeout_s: float = Field(30.0, ge=0)
 
+
+    @field_validator("context_memory_estimate", mode="before")
+    @classmethod
+    def _estimate(cls, v: Any) -> int:
+        return parse_size(v)
 
     @model_validator(mode="after")
     def _chunks(self) -> Settings:

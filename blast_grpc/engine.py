@@ -30,10 +30,11 @@ class EngineStartError(RuntimeError):
 
 class Engine:
     def __init__(self, proc: asyncio.subprocess.Process, address: str, workdir: str,
-                 metrics_url: str | None = None) -> None:
+                 metrics_url: str | None = None, gateway_url: str | None = None) -> None:
         self.proc = proc
         self.address = address
         self.metrics_url = metrics_url
+        self.gateway_url = gateway_url
         self.client = Client(address)
         self._workdir = workdir
 
@@ -100,6 +101,9 @@ class _Starting:
     async def _start(self) -> Engine:
         config_path, overrides, timeout = self._args
         config = load_config(config_path, overrides)  # fail here, in the caller, on a bad key
+        if "gateway" not in (overrides.get("settings") or {}):
+            # A library engine is used through its Client; the REST gateway is opt-in here.
+            config.settings.gateway = False
         workdir = tempfile.mkdtemp(prefix="blast-engine-")
         cfg_file = Path(workdir) / "config.json"
         cfg_file.write_text(config.model_dump_json())
@@ -120,4 +124,4 @@ class _Starting:
                 raise EngineStartError(f"the engine did not start within {timeout:.0f}s")
             await asyncio.sleep(0.05)
         info = json.loads(ready.read_text())
-        return Engine(proc, str(info["grpc_address"]), workdir, info.get("metrics_url"))
+        return Engine(proc, str(info["grpc_address"]), workdir, info.get("metrics_url"), info.get("gateway_url"))

@@ -9,7 +9,7 @@ so the worker can report them to the coordinator as deltas.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import openai
 from openai import AsyncOpenAI
@@ -79,8 +79,14 @@ class LLM:
         messages: list[dict[str, Any]],
         meter: UsageMeter,
         tools: list[dict[str, Any]] | None = None,
+        gate: Callable[[], Awaitable[None]] | None = None,
     ) -> ChatCompletionMessage:
-        """One chat completion; raises ``LLMUnavailable`` with the cause when it fails for good."""
+        """One chat completion; raises ``LLMUnavailable`` with the cause when it fails for good.
+
+        ``gate`` is awaited first: it holds the call back while the engine is over its cost limits.
+        """
+        if gate is not None:
+            await gate()
         name = model_name(model)
         kwargs: dict[str, Any] = {"model": name, "messages": messages}
         if tools:

@@ -106,6 +106,7 @@ def engine_overrides(sim: Sim, constraints: dict[str, Any] | None = None, **sett
         "llm_timeout_s": 20,
         "worker_restart_backoff_s": 0.2,
         "drain_timeout_s": 5,
+        "allow_loopback": True,  # the demo site and the simulated model live on 127.0.0.1
     }
     base.update(settings)
     return {"settings": base, "constraints": constraints or {}}

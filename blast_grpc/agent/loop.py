@@ -80,6 +80,10 @@ class Agent:
     extractor: Callable[[str, str], Awaitable[tuple[str, str]]] | None = None
     copy: int = 0
     copies: int = 0
+    # Why a URL may not be opened (None: it may); the browser context enforces the same policy.
+    refusal: Callable[[str], str | None] = lambda url: None
+    # Awaited before every LLM call (and each extraction): the engine's cost limits.
+    gate: Callable[[], Awaitable[None]] | None = None
     tools: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -88,19 +92,21 @@ class Agent:
     async def _extract(self, page: Page, query: str) -> tuple[str, str]:
         text = await page_text(page)
         if self.extractor is not None:
+            if self.gate is not None:
+                await self.gate()
             return await self.extractor(text, query)
         msgs = [
             {"role": "system", "content": EXTRACT_PROMPT},
             {"role": "user", "content": f"QUERY: {query}\nCONTENT:\n{text}"},
         ]
-        reply = await self.llm.chat(self.config.constraints.llm_model_mini, msgs, self.meter)
+        reply = await self.llm.chat(self.config.constraints.llm_model_mini, msgs, self.meter, gate=self.gate)
         return (reply.content or "").strip(), json.dumps({"chunks": 1, "chars": len(text)})
 
     async def run(self, session: HasPage, task: str, initial_url: str = "",
                   prior: list[tuple[str, str]] | None = None) -> Outcome:
         """Run the task in the holder's page (read afresh at every use: it may be replaced)."""
         s = self.config.settings
-        browser = Browser(session, s.action_timeout_s)
+        browser = Browser(session, s.action_timeout_s, self.refusal)
         if initial_url:
             await browser.execute(Action("go_to_url", {"url": initial_url}, "initial"))
         task_msg = task_message(task, prior or [], self.copy, self.copies)
@@ -108,7 +114,8 @@ class Agent:
         if s.planner:
             obs = None if session.page.url in ("", "about:blank") else (await observe(session.page)).render(
                 0, s.max_steps, s.observation_max_chars)
-            plan = await make_plan(self.llm, self.meter, self.config, task_msg, obs, self.broker is not None)
+            plan = await make_plan(self.llm, self.meter, self.config, task_msg, obs, self.broker is not None,
+                                   self.gate)
             if self.on_plan is not None:
                 await self.on_plan(plan)
             system += "\n\nYour plan:\n" + plan
@@ -169,7 +176,8 @@ class Agent:
         problem = ""
         for _ in range(MAX_BAD_CALLS_PER_STEP):
             msgs = history + corrections + [{"role": "user", "content": obs}]
-            reply = await self.llm.chat(self.config.constraints.llm_model, msgs, self.meter, tools=self.tools)
+            reply = await self.llm.chat(self.config.constraints.llm_model, msgs, self.meter, tools=self.tools,
+                                        gate=self.gate)
             thought = (reply.content or "").strip()
             calls = [c for c in (reply.tool_calls or []) if isinstance(c, ChatCompletionMessageFunctionToolCall)]
             if not calls:

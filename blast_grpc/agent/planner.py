@@ -7,6 +7,8 @@ tools are not offered at all).
 
 from __future__ import annotations
 
+from typing import Awaitable, Callable
+
 from ..config import Config
 from ..llm import LLM, UsageMeter
 
@@ -34,7 +36,7 @@ def guidance(config: Config, may_launch: bool) -> str:
 
 
 async def make_plan(llm: LLM, meter: UsageMeter, config: Config, task_message: str, observation: str | None,
-                    may_launch: bool) -> str:
+                    may_launch: bool, gate: Callable[[], Awaitable[None]] | None = None) -> str:
     """Ask the primary model for a plan; the request format is what the simulated model parses."""
     messages = [
         {"role": "system", "content": f"{PLANNER_PROMPT} {guidance(config, may_launch)}"},
@@ -42,5 +44,5 @@ async def make_plan(llm: LLM, meter: UsageMeter, config: Config, task_message: s
     ]
     if observation:
         messages.append({"role": "user", "content": observation})
-    reply = await llm.chat(config.constraints.llm_model, messages, meter)
+    reply = await llm.chat(config.constraints.llm_model, messages, meter, gate=gate)
     return (reply.content or "").strip()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
@@ -108,9 +108,11 @@ class HasPage(Protocol):
 class Browser:
     """Carries out page actions on the holder's page; ``timeout_s`` bounds each Playwright call."""
 
-    def __init__(self, holder: HasPage, timeout_s: float) -> None:
+    def __init__(self, holder: HasPage, timeout_s: float,
+                 refusal: Callable[[str], str | None] = lambda url: None) -> None:
         self._holder = holder
         self._timeout_ms = timeout_s * 1000
+        self._refusal = refusal  # the navigation policy (the context also enforces it on every request)
 
     @property
     def page(self) -> Page:
@@ -137,6 +139,9 @@ class Browser:
     async def _execute(self, a: Action) -> str:
         t = self._timeout_ms
         if a.name == "go_to_url":
+            why = self._refusal(str(a.args["url"]))
+            if why:
+                return f"Error: refused to open {a.args['url']}: {why}"
             await self.page.goto(str(a.args["url"]), timeout=t, wait_until="domcontentloaded")
             return f"Opened {self.page.url}"
         if a.name == "click":

@@ -12,9 +12,11 @@ from typing import NoReturn
 
 import grpc
 
+from .._proto.blast.v1 import blast_pb2 as pb
 from .._proto.blast.worker.v1 import worker_pb2 as wpb
 from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
 from ..config import Config
+from .budget import Budget
 from .launch import Launcher
 from .scheduler import Scheduler
 from .tasks import TaskRecord, TaskStore
@@ -37,8 +39,10 @@ def _result(rec: TaskRecord) -> wpb.SubtaskResult:
 
 
 class TaskBroker(wgrpc.TaskBrokerServiceServicer):
-    def __init__(self, config: Config, store: TaskStore, launcher: Launcher, scheduler: Scheduler) -> None:
+    def __init__(self, config: Config, store: TaskStore, launcher: Launcher, scheduler: Scheduler,
+                 budget: Budget) -> None:
         self.config = config
+        self.budget = budget
         self.store = store
         self.launcher = launcher
         self.scheduler = scheduler
@@ -71,6 +75,24 @@ class TaskBroker(wgrpc.TaskBrokerServiceServicer):
         copies = self.launcher.copies_allowed(request.num_copies)
         rec = self.launcher.launch(request.spec, parent, copies)
         return wpb.LaunchSubtaskResponse(task_id=rec.task_id, copies=copies)
+
+    async def AwaitBudget(self, request: wpb.AwaitBudgetRequest,
+                          context: grpc.aio.ServicerContext) -> wpb.AwaitBudgetResponse:
+        waited = 0.0
+        told = False
+        while True:
+            wait_s, limit = self.budget.wait()
+            if wait_s <= 0:
+                return wpb.AwaitBudgetResponse(waited_s=waited)
+            rec = self.store.get(request.task_id)
+            if rec is not None and not told:
+                told = True
+                rec.emit(waiting=pb.TaskWaiting(reason=(
+                    f"waiting for budget: {limit} is used up; the next LLM call may start in about "
+                    f"{wait_s:.1f}s")))
+            step = min(wait_s, 1.0)  # re-check: other charges may arrive meanwhile
+            await asyncio.sleep(step)
+            waited += step
 
     async def WaitSubtasks(self, request: wpb.WaitSubtasksRequest,
                            context: grpc.aio.ServicerContext) -> wpb.WaitSubtasksResponse:

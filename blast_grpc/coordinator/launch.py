@@ -41,6 +41,9 @@ class Launcher:
     def launch(self, spec: pb.TaskSpec, parent: TaskRecord | None = None, copies: int = 1) -> TaskRecord:
         rec = self.store.new(spec, parent)
         rec.on_done.append(self._end_children)
+        previous = self.store.get(spec.previous_task_id) if spec.previous_task_id else None
+        if previous is not None:
+            rec.prefer_worker = previous.worker_id
         if parent is not None:
             parent.emit(subtask_launched=pb.SubtaskLaunched(subtask_id=rec.task_id, description=spec.description))
         if copies <= 1:

@@ -22,6 +22,7 @@ import grpc
 from .._proto.blast.v1 import blast_pb2 as pb
 from .._proto.blast.worker.v1 import worker_pb2 as wpb
 from ..config import Config
+from .budget import Budget
 from .tasks import TaskRecord, add_usage, now_ts
 from .workers import WorkerHandle
 
@@ -30,8 +31,9 @@ log = logging.getLogger("blast_grpc.scheduler")
 
 class Scheduler:
     def __init__(self, config: Config, workers: Callable[[], list[WorkerHandle]],
-                 lineage: Callable[[TaskRecord], list[wpb.PriorTask]]) -> None:
+                 lineage: Callable[[TaskRecord], list[wpb.PriorTask]], budget: Budget) -> None:
         self.config = config
+        self.budget = budget
         self._workers = workers
         self._lineage = lineage
         self.queue: list[TaskRecord] = []
@@ -45,6 +47,10 @@ class Scheduler:
         self._resuming: list[tuple[TaskRecord, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        # Memory of the workers and their browsers (bytes), sampled by the coordinator.
+        self.memory_now = 0
+        self._memory_waiting: set[str] = set()
+        self._trim: asyncio.Task[None] | None = None
 
     # --- queue -----------------------------------------------------------------
     @staticmethod
@@ -105,12 +111,14 @@ class Scheduler:
             self._wake.clear()
             self._dispatch()
 
-    def _pick(self, avoid: str | None) -> WorkerHandle | None:
+    def _pick(self, rec: TaskRecord) -> WorkerHandle | None:
         ready = [w for w in self._workers() if w.state == pb.WORKER_STATE_READY and w.stub is not None]
         if not ready:
             return None
-        preferred = [w for w in ready if w.worker_id != avoid] or ready
-        return min(preferred, key=lambda w: len(w.running))
+        avoid = self._avoid.get(rec.task_id)
+        candidates = [w for w in ready if w.worker_id != avoid] or ready
+        home = [w for w in candidates if w.worker_id == rec.prefer_worker]
+        return home[0] if home else min(candidates, key=lambda w: len(w.running))
 
     def _dispatch(self) -> None:
         limit = self.config.constraints.max_concurrent_browsers
@@ -121,13 +129,47 @@ class Scheduler:
                 fut.set_result(None)
         while self.queue and not self._resuming and self.slots_in_use < limit:
             rec = self.queue[0]
-            worker = self._pick(self._avoid.get(rec.task_id))
+            if not self._memory_allows(rec):
+                return
+            worker = self._pick(rec)
             if worker is None:
                 return
             self.queue.pop(0)
             task = asyncio.create_task(self._attempt(rec, worker), name=f"attempt-{rec.task_id}")
             self._attempts[rec.task_id] = task
             task.add_done_callback(functools.partial(self._attempt_done, rec.task_id))
+
+    def _memory_allows(self, rec: TaskRecord) -> bool:
+        """A new context may start if it fits under max_memory, or if nothing else runs
+        (so one task always makes progress). Otherwise idle contexts are closed first."""
+        limit = self.config.constraints.max_memory
+        if limit is None or self.slots_in_use == 0:
+            return True
+        estimate = self.config.settings.context_memory_estimate
+        if self.memory_now + estimate <= limit:
+            return True
+        if rec.task_id not in self._memory_waiting:
+            self._memory_waiting.add(rec.task_id)
+            rec.emit(waiting=pb.TaskWaiting(reason=(
+                f"waiting for memory: {self.memory_now / 1e9:.2f} GB in use and a new browser context needs "
+                f"about {estimate / 1e9:.2f} GB; the limit is constraints.max_memory = {limit / 1e9:.2f} GB")))
+            if self._trim is None or self._trim.done():
+                self._trim = asyncio.create_task(self._trim_idle(), name="trim-idle-contexts")
+        return False
+
+    async def _trim_idle(self) -> None:
+        """Under memory pressure, workers close their warm and kept contexts first."""
+        for w in self._workers():
+            if w.stub is not None and w.state == pb.WORKER_STATE_READY:
+                try:
+                    await w.stub.TrimIdle(wpb.TrimIdleRequest(), timeout=5)
+                except grpc.aio.AioRpcError as exc:
+                    log.warning("worker %s could not trim idle contexts: %s", w.worker_id, exc.details())
+
+    def set_memory(self, used: int) -> None:
+        self.memory_now = used
+        if self._memory_waiting:
+            self.wake()
 
     def _attempt_done(self, task_id: str, task: asyncio.Task[None]) -> None:
         if self._attempts.get(task_id) is task:
@@ -175,6 +217,8 @@ class Scheduler:
         kind = msg.WhichOneof("kind")
         if kind == "usage":
             for u in msg.usage.usage:
+                u.cost_usd = self.budget.price(u)
+                self.budget.charge(u.cost_usd)
                 rec.add_usage(u)
                 add_usage(self.usage, u)
         elif kind == "step":
@@ -232,6 +276,7 @@ class Scheduler:
             self._cancel_reasons[tid] = reason
             t.cancel()
         await asyncio.gather(*self._attempts.values(), return_exceptions=True)
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
+        for owned in (self._loop_task, self._trim):
+            if owned is not None:
+                owned.cancel()
+                await asyncio.gather(owned, return_exceptions=True)

@@ -28,8 +28,10 @@ from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
 from ..config import Config
 from ..httpserve import EmbeddedServer
 from .broker import TaskBroker
+from .budget import Budget
+from .gateway_proc import GatewayProcess
 from .launch import Launcher
-from .metrics import collect_metrics
+from .metrics import collect_metrics, memory_bytes
 from .prometheus import metrics_app
 from .scheduler import Scheduler
 from .service import BlastService
@@ -58,7 +60,8 @@ class Coordinator:
         self.store = TaskStore()
         self.supervisor = Supervisor(config, self.config_path, self.runtime_dir, self._worker_changed,
                                      broker_address=f"unix://{self.runtime_dir}/broker.sock")
-        self.scheduler = Scheduler(config, lambda: self.workers, self._history)
+        self.budget = Budget(config)
+        self.scheduler = Scheduler(config, lambda: self.workers, self._history, self.budget)
         self.launcher = Launcher(config, self.store, self.scheduler)
         self.service = BlastService(config, self.store, self.scheduler, self.launcher, self.workers)
         # Workers call back (launch subtasks, wait for them) on an internal socket only.
@@ -70,6 +73,8 @@ class Coordinator:
         )
         self.port = 0
         self.metrics_server: EmbeddedServer | None = None
+        self._memory_task: asyncio.Task[None] | None = None
+        self.gateway = GatewayProcess(config, self.config_path, self.runtime_dir) if s.gateway else None
 
     @property
     def workers(self) -> list[WorkerHandle]:
@@ -93,11 +98,13 @@ class Coordinator:
         self.port = self.server.add_insecure_port(f"{s.host}:{s.grpc_port}")
         if self.port == 0:
             raise SystemExit(f"cannot listen on {s.host}:{s.grpc_port} (settings.host / settings.grpc_port)")
-        wgrpc.add_TaskBrokerServiceServicer_to_server(TaskBroker(self.config, self.store, self.launcher, self.scheduler),
+        wgrpc.add_TaskBrokerServiceServicer_to_server(TaskBroker(self.config, self.store, self.launcher, self.scheduler, self.budget),
                                                       self.internal)
         self.internal.add_insecure_port(self.broker_address)
         await self.internal.start()
         self.scheduler.start()
+        if self.config.constraints.max_memory is not None:
+            self._memory_task = asyncio.create_task(self._sample_memory(), name="memory-sampler")
         await self.supervisor.start()
         await self.server.start()
         if s.metrics_port is not None:
@@ -106,16 +113,29 @@ class Coordinator:
             await self.metrics_server.start()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.gateway is not None:
+            url = await self.gateway.start(self.port)
+            log.info("REST gateway (OpenAI-compatible) on %s", url)
         ready = sum(w.state == pb.WORKER_STATE_READY for w in self.workers)
         log.info("coordinator listening on %s:%d with %d/%d workers ready", s.host, self.port, ready, len(self.workers))
+
+    async def _sample_memory(self) -> None:
+        while True:
+            self.scheduler.set_memory(await asyncio.to_thread(memory_bytes, self.workers))
+            await asyncio.sleep(self.config.settings.memory_sample_s)
 
     async def drain(self) -> None:
         """Refuse new work, give running tasks ``drain_timeout_s``, then stop everything."""
         self.service.draining = True
+        if self.gateway is not None:
+            await self.gateway.stop()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.scheduler.wait_idle(self.config.settings.drain_timeout_s)
         await self.scheduler.stop("the engine is shutting down")
+        if self._memory_task is not None:
+            self._memory_task.cancel()
+            await asyncio.gather(self._memory_task, return_exceptions=True)
         await self.server.stop(grace=1.0)
         await self.internal.stop(grace=0.5)
         if self.metrics_server is not None:
@@ -140,6 +160,7 @@ async def run_coordinator(config: Config, ready_file: str | None = None) -> int:
                 "grpc_address": f"{config.settings.host}:{coord.port}",
                 "metrics_url": f"http://{config.settings.host}:{coord.metrics_server.port}/metrics"
                 if coord.metrics_server else None,
+                "gateway_url": coord.gateway.url if coord.gateway else None,
                 "pid": os.getpid(),
             })
         await stop.wait()

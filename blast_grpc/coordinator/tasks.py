@@ -75,6 +75,8 @@ class TaskRecord:
     order: int = 0
     children: list[TaskRecord] = field(default_factory=list, repr=False)
     winner_task_id: str = ""
+    # A follow-up runs best where the previous task's browser context is kept.
+    prefer_worker: str = ""
     # Called once, synchronously, right after the task reaches a terminal state.
     on_done: list[Callable[[TaskRecord], None]] = field(default_factory=list, repr=False)
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)

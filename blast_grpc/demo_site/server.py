@@ -5,7 +5,10 @@ Besides the static pages there are two test hooks:
 * ``GET /_access_log`` — the paths requested so far, as a JSON list (this request
   itself is not recorded, so reading the log does not change it);
 * ``GET /_slow?seconds=N`` — waits N seconds (0..300) and then returns a small
-  page; used to make page loads time out on purpose.
+  page; used to make page loads time out on purpose;
+* ``GET /_cookies[?set=NAME]`` — sets cookie ``NAME=1`` when asked, and shows the
+  cookies the browser sent as ``Cookies seen: a=1; b=1`` (or ``none``); used to check
+  that tasks do not share browser state.
 """
 
 from __future__ import annotations
@@ -39,7 +42,26 @@ class _Handler(SimpleHTTPRequestHandler):
         if path == "/_slow":
             self._slow()
             return
+        if path == "/_cookies":
+            self._cookies()
+            return
         super().do_GET()
+
+    def _cookies(self) -> None:
+        name = parse_qs(urlsplit(self.path).query).get("set", [""])[0]
+        if name and not name.isidentifier():
+            self._send(400, "text/plain; charset=utf-8", f"/_cookies: bad cookie name {name!r}\n".encode())
+            return
+        seen = self.headers.get("Cookie") or "none"
+        body = (f"<!DOCTYPE html><html><head><title>Cookies</title></head><body>"
+                f"<p>Cookies seen: {seen}</p></body></html>").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        if name:
+            self.send_header("Set-Cookie", f"{name}=1; Path=/")
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_HEAD(self) -> None:  # noqa: N802
         self.server.site._record(self.path)

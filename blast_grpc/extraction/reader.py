@@ -31,11 +31,16 @@ class _Reader:
         mini = config.constraints.llm_model_mini
         endpoint = config.endpoint_for(mini)
         api_key = os.environ.get(endpoint.api_key_env)
-        if endpoint.base_url is None and not api_key:
-            raise ExtractionError(config.llm_problem() or f"no endpoint for the mini model {mini!r}")
         self.model = model_name(mini)
         self.where = endpoint.base_url or "the OpenAI API"
         self.prompt = prompt
+        # With no endpoint the reader still starts (the engine runs, and says so once);
+        # each read then fails with the reason instead.
+        self.problem = ""
+        self.client: openai.OpenAI | None = None
+        if endpoint.base_url is None and not api_key:
+            self.problem = config.llm_problem() or f"no endpoint for the mini model {mini!r}"
+            return
         self.client = openai.OpenAI(
             base_url=endpoint.base_url,
             api_key=api_key or "not-needed",
@@ -91,6 +96,8 @@ def read_chunk(ref: ChunkRef, query: str) -> tuple[int, str, int, int]:
     """
     if _reader is None:
         raise ExtractionError("reader process was not initialised")
+    if _reader.client is None:
+        raise ExtractionError(_reader.problem)
     try:
         text = read_slice(ref)
     except FileNotFoundError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Awaitable, Callable
+
 import grpc
 
 from .._proto.blast.v1 import blast_pb2 as pb
@@ -50,3 +52,12 @@ class GrpcBroker:
             raise
         return [SubtaskOutcome(r.task_id, _STATES.get(r.state, "running"), r.result, r.success, r.error)
                 for r in resp.results]
+
+
+def budget_gate(stub: wgrpc.TaskBrokerServiceStub, task_id: str) -> Callable[[], Awaitable[None]]:
+    """A gate for the task's LLM calls: returns once the coordinator says the call fits the budget."""
+
+    async def gate() -> None:
+        await stub.AwaitBudget(wpb.AwaitBudgetRequest(task_id=task_id))
+
+    return gate

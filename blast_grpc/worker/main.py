@@ -25,6 +25,9 @@ from ..chromium import CHROMIUM_ARGS, find_chromium
 from ..config import load_config
 from ..extraction import ExtractionPool
 from ..llm import LLM
+from .contexts import IdleContexts
+from .navigation import UrlPolicy
+from .navigation import install as install_policy
 from .service import WorkerService
 
 log = logging.getLogger("blast_grpc.worker")
@@ -69,15 +72,20 @@ async def serve(worker_id: str, address: str, config_path: str | None, broker_ad
             # Spawn the readers in the background: the worker is ready without them, and the
             # first extraction simply shares the executor that is starting.
             warmup = asyncio.create_task(extraction.start(), name="extraction-warmup")
+        policy = UrlPolicy.from_config(config)
+        idle = IdleContexts(browser, config.settings.warm_contexts, config.settings.context_keep_alive_s,
+                            lambda ctx: install_policy(ctx, policy))
+        idle.start()
         server = grpc.aio.server()
         wgrpc.add_WorkerServiceServicer_to_server(
-            WorkerService(worker_id, config, browser, llm, broker, extraction), server)
+            WorkerService(worker_id, config, browser, llm, idle, policy, broker, extraction), server)
         if server.add_insecure_port(address) == 0:
             raise SystemExit(f"worker {worker_id}: cannot listen on {address}")
         await server.start()
         log.info("worker %s ready on %s (pid %d)", worker_id, address, os.getpid())
         await stop.wait()
         await server.stop(grace=1.0)
+        await idle.close()
         if warmup is not None:
             warmup.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -25,7 +25,9 @@ from ..agent.loop import Agent, AgentFailed, Outcome, StepReport
 from ..config import Config
 from ..extraction import ExtractionError, ExtractionPool
 from ..llm import LLM, LLMUnavailable, UsageMeter
-from .broker_client import GrpcBroker
+from .broker_client import GrpcBroker, budget_gate
+from .contexts import IdleContexts
+from .navigation import UrlPolicy
 from .session import BrowserSession
 
 log = logging.getLogger("blast_grpc.worker")
@@ -54,11 +56,14 @@ def _step_msg(r: StepReport) -> wpb.RunTaskResponse:
 
 
 class WorkerService(wgrpc.WorkerServiceServicer):
-    def __init__(self, worker_id: str, config: Config, browser: PWBrowser, llm: LLM,
-                 broker: wgrpc.TaskBrokerServiceStub | None = None, extraction: ExtractionPool | None = None) -> None:
+    def __init__(self, worker_id: str, config: Config, browser: PWBrowser, llm: LLM, idle: IdleContexts,
+                 policy: UrlPolicy, broker: wgrpc.TaskBrokerServiceStub | None = None,
+                 extraction: ExtractionPool | None = None) -> None:
         self.worker_id = worker_id
         self.config = config
         self.browser = browser
+        self.idle = idle
+        self.policy = policy
         self.llm = llm
         self.broker = broker
         self.extraction = extraction
@@ -88,7 +93,12 @@ class WorkerService(wgrpc.WorkerServiceServicer):
             browser_ready=self.browser.is_connected(),
             open_contexts=sorted(self.contexts),
             pid=os.getpid(),
+            warm_contexts=self.idle.warm_count,
+            kept_contexts=self.idle.kept_ids,
         )
+
+    async def TrimIdle(self, request: wpb.TrimIdleRequest, context: grpc.aio.ServicerContext) -> wpb.TrimIdleResponse:
+        return wpb.TrimIdleResponse(closed=await self.idle.trim())
 
     async def RunTask(
         self, request: wpb.RunTaskRequest, context: grpc.aio.ServicerContext
@@ -112,17 +122,21 @@ class WorkerService(wgrpc.WorkerServiceServicer):
             flush_usage()
             queue.put_nowait(wpb.RunTaskResponse(plan=pb.TaskPlan(text=text)))
 
-        session = BrowserSession(self.browser, task_id, self.contexts, self.config.settings.action_timeout_s)
+        session = BrowserSession(self.idle.new_context, task_id, self.contexts, self.config.settings.action_timeout_s)
         self.sessions[task_id] = session
         broker = (GrpcBroker(self.broker, task_id, session)
                   if self.broker is not None and request.may_launch_subtasks else None)
         agent = Agent(self.config, self.llm, meter, on_step, on_plan, broker=broker,
-                      extractor=self._extractor(meter), copy=request.copy, copies=request.copies)
+                      extractor=self._extractor(meter), copy=request.copy, copies=request.copies,
+                      refusal=self.policy.refusal,
+                      gate=budget_gate(self.broker, task_id) if self.broker is not None else None)
         runner = asyncio.create_task(self._drive(agent, session, request, queue), name=f"agent-{task_id}")
+        ended = False
         try:
             while True:
                 msg = await queue.get()
                 if msg.WhichOneof("kind") in ("completed", "failed"):
+                    ended = True
                     usage = _usage_msg(meter)
                     if usage is not None:
                         yield usage
@@ -134,6 +148,9 @@ class WorkerService(wgrpc.WorkerServiceServicer):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await runner
             del self.sessions[task_id]
+            kept = session.detach() if ended else None
+            if kept is not None:  # a follow-up task may continue in it (conversation continuity)
+                await self.idle.keep(task_id, kept)
             await session.close()
 
     async def _drive(
@@ -141,7 +158,10 @@ class WorkerService(wgrpc.WorkerServiceServicer):
         queue: asyncio.Queue[wpb.RunTaskResponse],
     ) -> None:
         try:
-            await session.open()
+            ctx, reused = await self.idle.take(req.spec.previous_task_id)
+            await session.open(ctx)
+            if reused:
+                log.info("task %s continues in the context of %s", req.task_id, req.spec.previous_task_id)
             history = [(h.description, h.result) for h in req.history]
             out: Outcome = await agent.run(session, req.spec.description, req.spec.initial_url, history)
             queue.put_nowait(wpb.RunTaskResponse(completed=pb.TaskCompleted(result=out.text, success=out.success)))

@@ -9,15 +9,15 @@ That is what lets a parent give its slot to the subtasks it waits for.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
-from playwright.async_api import Browser, BrowserContext, Page
+from playwright.async_api import BrowserContext, Page
 
 
 class BrowserSession:
-    def __init__(self, browser: Browser, task_id: str, registry: dict[str, BrowserContext],
-                 nav_timeout_s: float, on_change: Callable[[], None] | None = None) -> None:
-        self._browser = browser
+    def __init__(self, make_context: Callable[[Any], Awaitable[BrowserContext]], task_id: str,
+                 registry: dict[str, BrowserContext], nav_timeout_s: float) -> None:
+        self._make_context = make_context  # storage_state (or None) -> a new context with one page
         self.task_id = task_id
         self._registry = registry  # the worker's open contexts, by task id (what GetStatus reports)
         self._nav_timeout_ms = nav_timeout_s * 1000
@@ -35,7 +35,7 @@ class BrowserSession:
     async def open(self, context: BrowserContext | None = None) -> None:
         """Use ``context`` (a warm or kept one) or create a new one, with the saved state if parked."""
         if context is None:
-            context = await self._browser.new_context(storage_state=self._state)
+            context = await self._make_context(self._state)
         self._context = context
         self._registry[self.task_id] = context
         self._page = context.pages[0] if context.pages else await context.new_page()

@@ -84,7 +84,7 @@ async def test_data_parallel_extraction_reads_chunks_in_several_processes(client
     assert shm_blocks() - before == set()
 
 
-@pytest_asyncio.fixture(scope="module")
+@pytest_asyncio.fixture
 async def modes_off(sim: Sim) -> AsyncIterator[Engine]:
     off = {"allow_parallelism": {"task": False, "data": False, "first_of_n": False}}
     async with Engine.create(overrides=engine_overrides(sim, off)) as eng:
@@ -107,14 +107,14 @@ async def test_each_mode_switched_off_is_off(modes_off: Engine, site: DemoSite) 
     assert one.state == pb.TASK_STATE_COMPLETED and list(one.subtask_ids) == []
 
 
-@pytest_asyncio.fixture(scope="module")
+@pytest_asyncio.fixture
 async def racing(sim: Sim) -> AsyncIterator[Engine]:
     constraints = {"allow_parallelism": {"task": True, "data": True, "first_of_n": True}, "first_of_n_num_copies": 3}
     async with Engine.create(overrides=engine_overrides(sim, constraints)) as eng:
         yield eng
 
 
-@pytest_asyncio.fixture(scope="module")
+@pytest_asyncio.fixture(scope="class")
 async def deep(sim: Sim) -> AsyncIterator[Engine]:
     """Nesting depth 2, and a slow mini model so a test can act in the middle of an extraction."""
     constraints = {"max_parallelism_nesting_depth": 2, "llm_model_mini": "slow-mini"}
@@ -137,33 +137,36 @@ async def test_first_of_n_keeps_the_fastest_copy_and_cancels_the_rest(racing: En
     assert await no_open_contexts(c)
 
 
-async def test_depth_two_runs_a_sub_subtask_visible_from_the_root(deep: Engine, site: DemoSite) -> None:
-    c = deep.client
-    events = await collect(c, f"Nested tour of Oceania from {site.url}index.html")
-    root = events[0].task_id
-    depth = {}
-    for e in events:
-        if e.HasField("started"):
-            depth[e.task_id] = (await c.get_task(e.task_id)).depth
-    assert sorted(depth.values()) == [0, 1, 2], depth
-    grandchild = next(t for t, d in depth.items() if d == 2)
-    assert any(e.task_id == grandchild and e.HasField("completed") for e in events)
-    assert events[-1].task_id == root and GORILLAS["Oceania"].name in events[-1].completed.result
+class TestDeepEngine:
+    """Nesting depth 2 and a slow mini model share one engine, stopped after these tests."""
+
+    async def test_depth_two_runs_a_sub_subtask_visible_from_the_root(self, deep: Engine, site: DemoSite) -> None:
+        c = deep.client
+        events = await collect(c, f"Nested tour of Oceania from {site.url}index.html")
+        root = events[0].task_id
+        depth = {}
+        for e in events:
+            if e.HasField("started"):
+                depth[e.task_id] = (await c.get_task(e.task_id)).depth
+        assert sorted(depth.values()) == [0, 1, 2], depth
+        grandchild = next(t for t, d in depth.items() if d == 2)
+        assert any(e.task_id == grandchild and e.HasField("completed") for e in events)
+        assert events[-1].task_id == root and GORILLAS["Oceania"].name in events[-1].completed.result
 
 
-async def test_cancel_mid_extraction_leaves_no_shared_memory(deep: Engine, site: DemoSite) -> None:
-    c = deep.client
-    before = shm_blocks()
-    task = await c.submit(f"Find the secret river code in the article at {site.url}article.html",
-                          initial_url=f"{site.url}article.html")
-    deadline = time.monotonic() + 20
-    while not (shm_blocks() - before) and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    assert shm_blocks() - before, "the extraction never started"
-    cancelled = await c.cancel(task.task_id)
-    assert cancelled.state == pb.TASK_STATE_CANCELLED
-    deadline = time.monotonic() + 5
-    while shm_blocks() - before and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert shm_blocks() - before == set()
-    assert await no_open_contexts(c)
+    async def test_cancel_mid_extraction_leaves_no_shared_memory(self, deep: Engine, site: DemoSite) -> None:
+        c = deep.client
+        before = shm_blocks()
+        task = await c.submit(f"Find the secret river code in the article at {site.url}article.html",
+                              initial_url=f"{site.url}article.html")
+        deadline = time.monotonic() + 20
+        while not (shm_blocks() - before) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert shm_blocks() - before, "the extraction never started"
+        cancelled = await c.cancel(task.task_id)
+        assert cancelled.state == pb.TASK_STATE_CANCELLED
+        deadline = time.monotonic() + 5
+        while shm_blocks() - before and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert shm_blocks() - before == set()
+        assert await no_open_contexts(c)

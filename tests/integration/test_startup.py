@@ -112,3 +112,30 @@ def test_without_an_llm_endpoint_serve_starts_and_tasks_fail_at_once(tmp_path: P
         err = proc.stderr.read().decode()
     notices = [line for line in err.splitlines() if "no LLM endpoint" in line]
     assert len(notices) == 1 and "make demo" in notices[0] and "OPENAI_API_KEY" in notices[0]
+
+
+def test_serve_starts_the_gateway_next_to_the_coordinator(sim) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    import httpx
+
+    from ..conftest import engine_overrides
+
+    async def scenario() -> int:
+        overrides = engine_overrides(sim, workers=1, gateway=True, server_port=0)
+        async with Engine.create(overrides=overrides) as eng:
+            assert eng.gateway_url
+            async with httpx.AsyncClient(base_url=eng.gateway_url) as http:
+                assert (await http.get("/healthz")).status_code == 200
+                ready = await http.get("/readyz")
+                assert ready.status_code == 200, ready.text
+                models = (await http.get("/v1/models")).json()
+                assert {m["id"] for m in models["data"]} >= {"gpt-4.1", "gpt-4.1-mini"}
+            proc = eng.proc
+        assert proc.returncode == 0
+        async with httpx.AsyncClient(timeout=2) as http:
+            with pytest.raises(httpx.ConnectError):  # the gateway stopped with the engine
+                await http.get(f"{eng.gateway_url}/healthz")
+        return 0
+
+    assert asyncio.run(scenario()) == 0

@@ -1,0 +1,62 @@
+"""The REST gateway as a child of ``blast-grpc serve`` (``settings.gateway``).
+
+The gateway is stateless: it only translates HTTP to calls on the coordinator's
+public gRPC address, so it runs as its own process and can be restarted freely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from ..config import Config
+
+
+class GatewayProcess:
+    def __init__(self, config: Config, config_path: Path, runtime_dir: Path) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.ready = runtime_dir / "gateway.json"
+        self.proc: asyncio.subprocess.Process | None = None
+        self.url = ""
+
+    async def start(self, grpc_port: int, timeout: float = 60.0) -> str:
+        s = self.config.settings
+        grpc_host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "--grpc-address", f"{grpc_host}:{grpc_port}",
+            "--config", str(self.config_path), "--host", s.gateway_host, "--port", str(s.server_port),
+            "--ready-file", str(self.ready),
+            stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while not self.ready.exists():
+            if self.proc.returncode is not None:
+                raise RuntimeError(f"the REST gateway exited with code {self.proc.returncode} while starting "
+                                   f"(is settings.server_port={s.server_port} free?)")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the REST gateway did not start within {timeout:.0f}s")
+            await asyncio.sleep(0.05)
+        self.url = str(json.loads(self.ready.read_text())["url"])
+        return self.url
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except TimeoutError:
+                pass
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()

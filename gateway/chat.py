@@ -1,0 +1,138 @@
+"""``/v1/chat/completions``: the last user message is the task; the answer is the reply.
+
+The chat format has no place for progress, so a streamed reply sends the assistant
+role at once, SSE comments as heartbeats while the browser works, then the answer
+in pieces, ``finish_reason: "stop"``, the usage chunk (with
+``stream_options.include_usage``) and ``[DONE]``.
+
+A task that fails or is cancelled has no answer: without streaming that is a 500
+(``code`` ``task_failed`` / ``task_cancelled``, marked not retryable, since a retry
+would rerun the whole browsing task); in a stream it is an ``{"error": ...}`` chunk,
+which the SDKs raise as ``APIError``. Closing the connection cancels the task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+import grpc
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
+from openai.types.chat.chat_completion import Choice
+from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
+from openai.types.chat.chat_completion_chunk import ChoiceDelta
+from starlette.requests import Request
+from starlette.responses import Response as HttpResponse
+from starlette.routing import Route
+
+from blast_grpc._proto.blast.v1 import blast_pb2 as pb
+
+from .backend import Backend, TaskTree, is_root_end
+from .convert import Tokens, chat_id, chunk_text, completion_usage, seconds, sum_tokens
+from .errors import ApiError, from_grpc
+from .protocol import CHAT_PARAMS, ChatRequest, chat_spec, check_model, include_usage, parse_body
+from .sse import ClientGone, EventStream, frame, raw_frame, run_unless_disconnected
+from .state import json_response, read_json, state
+
+
+@dataclass
+class Outcome:
+    """How the task ended (its terminal event) and the tokens its tree used."""
+
+    end: pb.TaskEvent
+    tokens: Tokens
+
+
+async def run_to_end(backend: Backend, root_id: str) -> Outcome:
+    """Follow the task until it ends."""
+    tree = TaskTree(root_id)
+    async with contextlib.aclosing(backend.watch(root_id)) as events:
+        async for ev in events:
+            tree.see(ev)
+            if is_root_end(ev, root_id):
+                tasks = await backend.tree(root_id, tree.subtask_ids)
+                return Outcome(ev, sum_tokens(tasks))
+    raise ApiError(503, "the engine ended the task's event stream before the task ended",
+                   type="server_error", code="engine_unavailable")
+
+
+def task_error(end: pb.TaskEvent) -> ApiError:
+    """The error for a task that ended without an answer."""
+    if end.HasField("failed"):
+        return ApiError(500, f"The task failed: {end.failed.error}", type="server_error", code="task_failed",
+                        retry=False)
+    return ApiError(500, f"The task was cancelled: {end.cancelled.reason}", type="server_error",
+                    code="task_cancelled", retry=False)
+
+
+@dataclass
+class _Reply:
+    id: str
+    created: int
+    model: str
+
+    def chunk(self, delta: ChoiceDelta | None = None, finish: bool = False, tokens: Tokens | None = None
+              ) -> ChatCompletionChunk:
+        choices = [] if delta is None else [ChunkChoice(index=0, delta=delta, finish_reason="stop" if finish else None)]
+        return ChatCompletionChunk(id=self.id, object="chat.completion.chunk", created=self.created, model=self.model,
+                                   choices=choices, usage=completion_usage(tokens) if tokens is not None else None)
+
+    def completion(self, answer: str, tokens: Tokens) -> ChatCompletion:
+        message = ChatCompletionMessage(role="assistant", content=answer)
+        return ChatCompletion(id=self.id, object="chat.completion", created=self.created, model=self.model,
+                              choices=[Choice(index=0, finish_reason="stop", message=message)],
+                              usage=completion_usage(tokens))
+
+
+async def _chunks(backend: Backend, task_id: str, reply: _Reply, with_usage: bool) -> AsyncIterator[bytes]:
+    yield frame(reply.chunk(ChoiceDelta(role="assistant", content="")))
+    try:
+        outcome = await run_to_end(backend, task_id)
+    except (grpc.aio.AioRpcError, ApiError) as exc:
+        err = from_grpc(exc) if isinstance(exc, grpc.aio.AioRpcError) else exc
+        yield raw_frame(json.dumps(err.body()))
+        yield raw_frame("[DONE]")
+        return
+    if outcome.end.HasField("completed"):
+        for piece in chunk_text(outcome.end.completed.result):
+            yield frame(reply.chunk(ChoiceDelta(content=piece)))
+        yield frame(reply.chunk(ChoiceDelta(), finish=True))
+        if with_usage:
+            yield frame(reply.chunk(tokens=outcome.tokens))
+    else:
+        yield raw_frame(json.dumps(task_error(outcome.end).body()))
+    yield raw_frame("[DONE]")
+
+
+async def create(request: Request) -> HttpResponse | EventStream:
+    """``POST /v1/chat/completions``."""
+    st = state(request)
+    req = parse_body(ChatRequest, await read_json(request))
+    model = check_model(req.model, st.default_model)
+    with_usage = include_usage(req)
+    spec = chat_spec(req, model)
+    try:
+        task = await st.backend.submit(spec)
+    except grpc.aio.AioRpcError as exc:
+        raise from_grpc(exc, CHAT_PARAMS) from None
+    reply = _Reply(chat_id(task.task_id), seconds(task.created_at), model)
+
+    async def cancel() -> None:
+        await st.backend.cancel_quietly(task.task_id, "the client closed the connection")
+
+    if req.stream:
+        return EventStream(_chunks(st.backend, task.task_id, reply, with_usage), on_disconnect=cancel)
+    try:
+        outcome = await run_unless_disconnected(request, run_to_end(st.backend, task.task_id), cancel)
+    except ClientGone:
+        return HttpResponse(status_code=499)
+    if not outcome.end.HasField("completed"):
+        raise task_error(outcome.end)
+    return json_response(reply.completion(outcome.end.completed.result, outcome.tokens))
+
+
+def routes() -> list[Route]:
+    """The chat routes, relative to the API root."""
+    return [Route("/chat/completions", create, methods=["POST"])]

@@ -1,0 +1,125 @@
+"""Errors as OpenAI shapes them: ``{"error": {"message", "type", "param", "code"}}``.
+
+Everything that goes wrong in the gateway ends up as an ``ApiError``; this module
+holds the one mapping from gRPC status codes to HTTP statuses, and the formatting
+of request validation errors. The official SDKs read ``error.message`` etc. from the
+body and pick the exception class (``BadRequestError``, ``NotFoundError``, ...) from
+the HTTP status.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+import grpc
+from pydantic import ValidationError
+from starlette.responses import JSONResponse
+
+log = logging.getLogger("gateway")
+
+# gRPC status -> (HTTP status, OpenAI error type, error code).
+_GRPC_TO_HTTP: dict[grpc.StatusCode, tuple[int, str, str]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: (400, "invalid_request_error", "invalid_value"),
+    grpc.StatusCode.OUT_OF_RANGE: (400, "invalid_request_error", "invalid_value"),
+    grpc.StatusCode.NOT_FOUND: (404, "invalid_request_error", "not_found"),
+    grpc.StatusCode.FAILED_PRECONDITION: (409, "invalid_request_error", "conflict"),
+    grpc.StatusCode.UNAUTHENTICATED: (401, "invalid_request_error", "invalid_api_key"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "rate_limit_error", "rate_limit_exceeded"),
+    grpc.StatusCode.UNAVAILABLE: (503, "server_error", "engine_unavailable"),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (504, "server_error", "engine_timeout"),
+}
+
+# Statuses a retry cannot fix. The SDKs retry 409 and 5xx by default; ``x-should-retry:
+# false`` tells them not to (a 409 here is a state conflict, not a lock timeout).
+_NO_RETRY = {409}
+
+
+class ApiError(Exception):
+    """An error answered with ``status`` and an OpenAI-shaped body."""
+
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None, retry: bool | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.retry = retry if retry is not None else (None if status not in _NO_RETRY else False)
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body: ``{"error": {...}}``."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.retry is None else {"x-should-retry": "true" if self.retry else "false"}
+
+    def response(self) -> JSONResponse:
+        """The HTTP response for this error."""
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers())
+
+
+def from_grpc(exc: grpc.aio.AioRpcError, params: Mapping[str, str] | None = None) -> ApiError:
+    """Translate a coordinator error. ``params`` maps the TaskSpec field a message starts
+    with (``spec.description``) to the request parameter it came from (``input``)."""
+    code = exc.code()
+    details = exc.details() or ""
+    mapped = _GRPC_TO_HTTP.get(code)
+    if mapped is None:
+        # Unknown to this mapping: the details may be internal; log them, answer generically.
+        log.error("coordinator error %s: %s", code.name, details)
+        return ApiError(500, "internal error", type="server_error", code="internal_error")
+    status, err_type, err_code = mapped
+    param = None
+    for field, name in (params or {}).items():
+        if details.startswith(field):
+            param = name
+            details = f"{name}: {details}"
+            break
+    if code == grpc.StatusCode.UNAVAILABLE:
+        details = f"the engine is unavailable: {details}"
+    elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        details = f"the engine did not answer in time: {details}"
+    return ApiError(status, details, type=err_type, param=param, code=err_code)
+
+
+def _param(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def from_validation(exc: ValidationError) -> ApiError:
+    """The first problem pydantic found in a request body, as a 400 naming the parameter."""
+    err = exc.errors()[0]
+    param = _param(tuple(err["loc"]))
+    if err["type"] == "missing":
+        return ApiError(400, f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+    if err["type"] == "extra_forbidden":
+        return ApiError(400, f"Unknown parameter: '{param}'.", param=param, code="unknown_parameter")
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    got = _json_type(err.get("input"))
+    return ApiError(400, f"Invalid value for '{param}': {msg} (got {got}).", param=param, code="invalid_value")
+
+
+def invalid(param: str, message: str, code: str = "invalid_value") -> ApiError:
+    """A 400 about one request parameter."""
+    return ApiError(400, message, param=param, code=code)

@@ -1,0 +1,120 @@
+"""``python -m gateway``: serve the OpenAI-compatible REST gateway in front of a coordinator.
+
+::
+
+    python -m gateway --grpc-address 127.0.0.1:50051 [--host 127.0.0.1] [--port 8000]
+                      [--config config.yaml] [--ready-file PATH]
+
+From the config (default: the repository's ``config.yaml``) it reads
+``settings.api_keys``, ``settings.max_request_bytes``, ``settings.gateway_host`` and
+``settings.server_port`` (the defaults of ``--host`` and ``--port``), and the models
+``/v1/models`` lists. ``--port 0`` picks a free port; once the gateway accepts
+connections it writes ``{"url": "http://HOST:PORT"}`` to ``--ready-file`` (atomically).
+SIGTERM or SIGINT stop it cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+import uvicorn
+import uvloop
+
+from blast_grpc.config import ConfigError, load_config
+
+from .app import configured_models, create_app
+
+log = logging.getLogger("gateway")
+
+GRACEFUL_SHUTDOWN_S = 5
+
+
+def write_ready_file(path: str, url: str) -> None:
+    """Write ``{"url": url}`` to ``path`` so a reader never sees a partial file."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump({"url": url}, f)
+    os.replace(tmp, target)
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m gateway", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--grpc-address", required=True, help="the coordinator, host:port")
+    ap.add_argument("--host", default=None, help="address to bind (default: settings.gateway_host)")
+    ap.add_argument("--port", type=int, default=None, help="port to bind, 0 for any free one "
+                    "(default: settings.server_port)")
+    ap.add_argument("--config", default=None, help="YAML config (default: the repository's config.yaml)")
+    ap.add_argument("--ready-file", default=None, help='write {"url": ...} here once listening')
+    ap.add_argument("--log-level", default=None, help="default: settings.blastai_log_level")
+    return ap
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that reports once its socket accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._on_started()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn's version re-raises the signal after the graceful shutdown, so the process
+        # dies "of" SIGTERM; a gateway that shut down cleanly should exit 0.
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the gateway until SIGTERM/SIGINT; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    s = config.settings
+    host = args.host or s.gateway_host
+    port = s.server_port if args.port is None else args.port
+    level = (args.log_level or s.blastai_log_level).upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    models = configured_models(config.constraints.llm_model, config.constraints.llm_model_mini)
+    app = create_app(args.grpc_address, api_keys=s.api_keys, max_request_bytes=s.max_request_bytes, models=models)
+    try:
+        sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as exc:
+        print(f"gateway: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        return 2
+    bound = sock.getsockname()[1]
+    url = f"http://{f'[{host}]' if ':' in host else host}:{bound}"
+    uv_config = uvicorn.Config(app, log_level=level.lower(), lifespan="on", access_log=level == "DEBUG",
+                               timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, log_config=None)
+
+    def started() -> None:
+        log.info("gateway listening on %s", url)
+        if args.ready_file:
+            write_ready_file(args.ready_file, url)
+
+    server = _Server(uv_config, started)
+    uvloop.run(server.serve(sockets=[sock]))
+    return 0 if server.started else 1

@@ -1,0 +1,110 @@
+"""ASGI middleware: bearer API keys and the request body limit.
+
+Both are plain ASGI (not ``BaseHTTPMiddleware``) so streamed responses and the
+disconnect signal pass through untouched. Keys are compared in constant time and
+never logged or echoed.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Iterable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import ApiError
+
+# Probes stay open so an orchestrator can check the gateway without a key.
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+
+# A client that sent a too-large body is still writing it when the 413 goes out; reading
+# (and discarding) the rest up to this much lets it see the 413 instead of a reset.
+DRAIN_LIMIT = 64 * 1024 * 1024
+
+
+class ApiKeyMiddleware:
+    """Answers 401 unless ``Authorization: Bearer <key>`` names one of ``keys``.
+
+    With no keys configured every request passes (the gateway binds to loopback by
+    default)."""
+
+    def __init__(self, app: ASGIApp, keys: Iterable[str], drain_limit: int = 0) -> None:
+        self.app = app
+        self.keys = [k.encode() for k in keys if k]
+        self.drain_limit = drain_limit
+
+    def _allowed(self, header: bytes) -> bool:
+        scheme, _, token = header.partition(b" ")
+        if scheme.lower() != b"bearer" or not token.strip():
+            return False
+        token = token.strip()
+        # Check every key (no early exit), so timing does not reveal which one matched.
+        matched = False
+        for key in self.keys:
+            matched |= hmac.compare_digest(token, key)
+        return matched
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.keys or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"authorization", b"")
+        if self._allowed(header):
+            await self.app(scope, receive, send)
+            return
+        message = ("Missing bearer authentication in header: send 'Authorization: Bearer <API key>'."
+                   if not header else "Incorrect API key provided.")
+        err = ApiError(401, message, code="invalid_api_key")
+        response = err.response()
+        response.headers["www-authenticate"] = "Bearer"
+        await _drain(receive, self.drain_limit)
+        await response(scope, receive, send)
+
+
+class RequestTooLarge(ApiError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(413, f"The request body is {size} bytes; the limit is {limit} bytes "
+                         "(settings.max_request_bytes).", code="request_too_large")
+
+
+class BodyLimitMiddleware:
+    """Answers 413 to a body larger than ``limit`` bytes: at once when Content-Length says
+    so, otherwise when the streamed body crosses the limit (raised from ``receive``)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _drain(receive, DRAIN_LIMIT)
+            await RequestTooLarge(int(declared), self.limit).response()(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise RequestTooLarge(seen, self.limit)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+async def _drain(receive: Receive, limit: int) -> None:
+    """Read and drop the request body (up to ``limit`` bytes)."""
+    total = 0
+    while total <= limit:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        total += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return

@@ -1,0 +1,301 @@
+"""Request bodies of the OpenAI endpoints, validated, and turned into a ``TaskSpec``.
+
+Only what blast-grpc can honour is accepted: unknown parameters are rejected by
+name (as OpenAI does), and parameters that tune a model's sampling
+(``temperature``, ``max_output_tokens``, ...) are accepted and ignored, because the
+engine picks and drives its own models. The task is the text of the last user
+message; ``instructions`` and the other messages become context written before it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+
+from blast_grpc._proto.blast.v1 import blast_pb2 as pb
+
+from .errors import ApiError, from_validation, invalid
+
+# The gateway keeps what it must echo on retrieval (the model asked for, the background
+# flag) in the task's own metadata under this key, so it needs no state of its own.
+GATEWAY_KEY = "blast.gateway"
+MAX_USER_METADATA = 15  # the coordinator allows 16 pairs; one is GATEWAY_KEY
+MAX_MODEL_CHARS = 256
+
+# Maps the TaskSpec field a coordinator error names to the request parameter.
+RESPONSES_PARAMS = {"spec.description": "input", "spec.previous_task_id": "previous_response_id",
+                    "spec.metadata": "metadata"}
+CHAT_PARAMS = {"spec.description": "messages", "spec.metadata": "metadata"}
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ResponsesRequest(_Body):
+    """``POST /v1/responses``."""
+
+    input: Any = Field(...)  # checked by hand (responses_description) to name the exact item at fault
+    model: StrictStr | None = None
+    instructions: StrictStr | None = None
+    previous_response_id: StrictStr | None = None
+    metadata: dict[StrictStr, StrictStr] | None = None
+    stream: StrictBool | None = None
+    background: StrictBool | None = None
+    store: StrictBool | None = None  # the coordinator keeps every task; accepted for compatibility
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    text: dict[str, Any] | None = None
+    # Sampling and serving knobs: the engine chooses these itself; accepted and ignored.
+    temperature: Any = None
+    top_p: Any = None
+    max_output_tokens: Any = None
+    max_tool_calls: Any = None
+    parallel_tool_calls: Any = None
+    reasoning: Any = None
+    include: Any = None
+    stream_options: Any = None
+    truncation: Any = None
+    service_tier: Any = None
+    user: Any = None
+    safety_identifier: Any = None
+    prompt_cache_key: Any = None
+    prompt_cache_retention: Any = None
+    top_logprobs: Any = None
+
+
+class ChatRequest(_Body):
+    """``POST /v1/chat/completions``."""
+
+    messages: Any = Field(...)
+    model: StrictStr | None = None
+    stream: StrictBool | None = None
+    stream_options: dict[str, Any] | None = None
+    metadata: dict[StrictStr, StrictStr] | None = None
+    store: StrictBool | None = None
+    n: int | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    response_format: dict[str, Any] | None = None
+    # Sampling and serving knobs: accepted and ignored (see the module docstring).
+    temperature: Any = None
+    top_p: Any = None
+    max_tokens: Any = None
+    max_completion_tokens: Any = None
+    frequency_penalty: Any = None
+    presence_penalty: Any = None
+    stop: Any = None
+    seed: Any = None
+    user: Any = None
+    safety_identifier: Any = None
+    prompt_cache_key: Any = None
+    prompt_cache_retention: Any = None
+    reasoning_effort: Any = None
+    service_tier: Any = None
+    parallel_tool_calls: Any = None
+    logprobs: Any = None
+    top_logprobs: Any = None
+    verbosity: Any = None
+
+
+T = TypeVar("T", bound=BaseModel)
+
+
+def parse_body(cls: type[T], body: Any) -> T:
+    """Validate a decoded JSON body as ``cls``; a 400 naming the parameter otherwise."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
+    try:
+        return cls.model_validate(body)
+    except ValidationError as exc:
+        raise from_validation(exc) from None
+
+
+Message = tuple[str, str]  # (role, text)
+
+_RESPONSES_ROLES = ("user", "system", "developer", "assistant")
+_RESPONSES_PART_TYPES = ("input_text", "output_text")
+_RESPONSES_ITEM_KEYS = {"type", "role", "content", "id", "status", "phase"}
+_CHAT_ROLES = ("user", "system", "developer", "assistant")
+_CHAT_PART_TYPES = ("text",)
+_CHAT_MESSAGE_KEYS = {"role", "content", "name", "refusal"}
+
+
+def _text(content: Any, param: str, part_types: tuple[str, ...], optional: bool) -> str:
+    if isinstance(content, str):
+        return content
+    if content is None and optional:
+        return ""
+    if not isinstance(content, list):
+        raise invalid(param, f"Invalid type for '{param}': expected a string or an array of text parts.",
+                      "invalid_type")
+    texts = []
+    for j, part in enumerate(content):
+        p = f"{param}[{j}]"
+        if not isinstance(part, dict):
+            raise invalid(p, f"Invalid type for '{p}': expected an object.", "invalid_type")
+        kind = part.get("type")
+        if kind not in part_types:
+            raise invalid(f"{p}.type", f"Unsupported content type {kind!r} at '{p}.type': blast-grpc accepts "
+                          f"text only ({', '.join(part_types)}).")
+        text = part.get("text")
+        if not isinstance(text, str):
+            raise invalid(f"{p}.text", f"Invalid type for '{p}.text': expected a string.", "invalid_type")
+        texts.append(text)
+    return "\n".join(texts)
+
+
+def _messages(items: Any, param: str, roles: tuple[str, ...], part_types: tuple[str, ...],
+              keys: set[str], item_type: str | None) -> tuple[list[Message], int]:
+    """Validate a message list; returns the messages and the index of the last user message."""
+    if not isinstance(items, list):
+        raise invalid(param, f"Invalid type for '{param}': expected a string or an array of messages.", "invalid_type")
+    if not items:
+        raise invalid(param, f"'{param}' is empty: send at least one user message (it is the task).", "empty_array")
+    out: list[Message] = []
+    for i, item in enumerate(items):
+        p = f"{param}[{i}]"
+        if not isinstance(item, dict):
+            raise invalid(p, f"Invalid type for '{p}': expected a message object.", "invalid_type")
+        if item_type is not None and item.get("type") == "reasoning":
+            continue  # an earlier response's progress, passed back as input: its answer message suffices
+        if item_type is not None and item.get("type", item_type) != item_type:
+            raise invalid(f"{p}.type", f"Unsupported item type {item.get('type')!r} at '{p}.type': blast-grpc "
+                          "accepts messages (role and text content) only.")
+        extra = sorted(set(item) - keys)
+        if extra:
+            raise invalid(f"{p}.{extra[0]}", f"Unknown parameter: '{p}.{extra[0]}'.", "unknown_parameter")
+        role = item.get("role")
+        if role is None:
+            raise invalid(f"{p}.role", f"Missing required parameter: '{p}.role'.", "missing_required_parameter")
+        if role not in roles:
+            raise invalid(f"{p}.role", f"Invalid value for '{p}.role': {role!r}; expected one of {', '.join(roles)}.")
+        if "content" not in item:
+            raise invalid(f"{p}.content", f"Missing required parameter: '{p}.content'.", "missing_required_parameter")
+        out.append((role, _text(item["content"], f"{p}.content", part_types, optional=role == "assistant")))
+    users = [i for i, (role, _) in enumerate(out) if role == "user"]
+    if not users:
+        raise invalid(param, f"'{param}' has no user message; the last user message is the task.")
+    last = users[-1]
+    if not out[last][1].strip():
+        raise invalid(f"{param}[{last}].content", f"'{param}[{last}].content' is empty; the last user message is "
+                      "the task and must say what to do.")
+    return out, last
+
+
+def describe(task: str, context: list[Message], instructions: str | None) -> str:
+    """The task description sent to the engine: the task alone when there is no context,
+    otherwise the instructions and earlier messages first, then the task."""
+    if not context and not instructions:
+        return task
+    lines: list[str] = []
+    if instructions:
+        lines += ["Instructions:", instructions, ""]
+    if context:
+        lines.append("Earlier messages:")
+        lines += [f"[{role}] {text}" for role, text in context]
+        lines.append("")
+    lines.append(f"Task: {task}")
+    return "\n".join(lines)
+
+
+def responses_description(req: ResponsesRequest) -> str:
+    """The task description for a Responses request (``input`` + ``instructions``)."""
+    if isinstance(req.input, str):
+        if not req.input.strip():
+            raise invalid("input", "'input' is empty: say what the task is.")
+        return describe(req.input, [], req.instructions)
+    msgs, last = _messages(req.input, "input", _RESPONSES_ROLES, _RESPONSES_PART_TYPES, _RESPONSES_ITEM_KEYS,
+                           item_type="message")
+    return describe(msgs[last][1], msgs[:last] + msgs[last + 1:], req.instructions)
+
+
+def chat_description(req: ChatRequest) -> str:
+    """The task description for a chat request: the last user message, the rest as context."""
+    msgs, last = _messages(req.messages, "messages", _CHAT_ROLES, _CHAT_PART_TYPES, _CHAT_MESSAGE_KEYS,
+                           item_type=None)
+    return describe(msgs[last][1], msgs[:last] + msgs[last + 1:], None)
+
+
+def _no_tools(tools: list[Any] | None, tool_choice: Any) -> None:
+    if tools:
+        raise invalid("tools", "'tools' is not supported: blast-grpc drives the browser with its own tools; "
+                      "send the task without tools.", "unsupported_parameter")
+    if tool_choice not in (None, "auto", "none"):
+        raise invalid("tool_choice", "'tool_choice' must be 'auto' or 'none': blast-grpc takes no client tools.",
+                      "unsupported_parameter")
+
+
+def _user_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
+    md = dict(metadata or {})
+    if GATEWAY_KEY in md:
+        raise invalid(f"metadata.{GATEWAY_KEY}", f"The metadata key {GATEWAY_KEY!r} is reserved by the gateway.")
+    if len(md) > MAX_USER_METADATA:
+        raise invalid("metadata", f"'metadata' has {len(md)} pairs; at most {MAX_USER_METADATA} "
+                      f"(one of the engine's 16 is reserved by the gateway).")
+    return md
+
+
+def check_model(model: str | None, default: str) -> str:
+    """The model to echo: the one asked for, or the gateway's default."""
+    if model is None:
+        return default
+    if not model.strip() or len(model) > MAX_MODEL_CHARS:
+        raise invalid("model", f"'model' must be a non-empty name of at most {MAX_MODEL_CHARS} characters.")
+    return model
+
+
+def responses_spec(req: ResponsesRequest, model: str, previous_task_id: str) -> pb.TaskSpec:
+    """The TaskSpec for a validated Responses request."""
+    _no_tools(req.tools, req.tool_choice)
+    fmt = (req.text or {}).get("format")
+    if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type") != "text"):
+        raise invalid("text.format", "Only text output is supported: 'text.format' must be {\"type\": \"text\"}.",
+                      "unsupported_parameter")
+    metadata = _user_metadata(req.metadata)
+    note: dict[str, Any] = {"model": model}
+    if req.background:
+        note["background"] = True
+    metadata[GATEWAY_KEY] = json.dumps(note, separators=(",", ":"))
+    return pb.TaskSpec(description=responses_description(req), previous_task_id=previous_task_id, metadata=metadata)
+
+
+def chat_spec(req: ChatRequest, model: str) -> pb.TaskSpec:
+    """The TaskSpec for a validated chat request."""
+    _no_tools(req.tools, req.tool_choice)
+    if req.n not in (None, 1):
+        raise invalid("n", "'n' must be 1: each request runs one browser task.", "unsupported_parameter")
+    if req.response_format is not None and req.response_format.get("type") != "text":
+        raise invalid("response_format", "Only text output is supported: 'response_format' must be "
+                      "{\"type\": \"text\"}.", "unsupported_parameter")
+    metadata = _user_metadata(req.metadata)
+    metadata[GATEWAY_KEY] = json.dumps({"model": model, "api": "chat"}, separators=(",", ":"))
+    return pb.TaskSpec(description=chat_description(req), metadata=metadata)
+
+
+def include_usage(req: ChatRequest) -> bool:
+    """Whether a streamed chat reply ends with a usage chunk (``stream_options.include_usage``)."""
+    opts = req.stream_options or {}
+    value = opts.get("include_usage", False)
+    if not isinstance(value, bool):
+        raise invalid("stream_options.include_usage", "Invalid type for 'stream_options.include_usage': "
+                      "expected a boolean.", "invalid_type")
+    return value
+
+
+def gateway_note(task: pb.Task) -> dict[str, Any]:
+    """What the gateway recorded on the task (model, background), or ``{}``."""
+    raw = task.spec.metadata.get(GATEWAY_KEY, "")
+    try:
+        note = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return note if isinstance(note, dict) else {}
+
+
+def user_metadata(task: pb.Task) -> dict[str, str]:
+    """The task's metadata as the client sent it (without the gateway's key)."""
+    return {k: v for k, v in task.spec.metadata.items() if k != GATEWAY_KEY}
+

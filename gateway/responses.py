@@ -1,0 +1,197 @@
+"""``/v1/responses``: create (streamed or not, in the background or not), retrieve, cancel, delete.
+
+A response is a task: its id is ``resp_`` + the task id, and everything shown
+about it is rebuilt from the coordinator's record and event log. See ``events.py``
+for how a task's progress appears in a response.
+
+Deleting: the engine keeps every task and has no delete, so ``DELETE`` cancels the
+task if it is still queued or running and answers ``{"id", "object":
+"response.deleted", "deleted": true}``; the record stays retrievable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import AsyncIterator
+
+import grpc
+from openai.types.responses import Response, ResponseErrorEvent, ResponseStreamEvent
+from starlette.requests import Request
+from starlette.responses import Response as HttpResponse
+from starlette.routing import Route
+
+from blast_grpc._proto.blast.v1 import blast_pb2 as pb
+
+from .backend import Backend
+from .convert import STATUS, TERMINAL_STATES, response_id, seconds, sum_tokens, task_id_of
+from .errors import ApiError, from_grpc, invalid
+from .events import ResponseBase, ResponseEvents
+from .protocol import RESPONSES_PARAMS, ResponsesRequest, check_model, parse_body, responses_spec
+from .sse import ClientGone, EventStream, frame, run_unless_disconnected
+from .state import json_response, read_json, state
+
+TERMINAL_EVENT_TYPES = ("response.completed", "response.failed", "response.incomplete")
+
+
+async def stream_events(backend: Backend, tr: ResponseEvents) -> AsyncIterator[ResponseStreamEvent]:
+    """Every stream event of the response ``tr`` builds, from ``response.created`` to its end.
+
+    Engine errors after the stream started can only be reported in-band, as an
+    ``error`` event that ends the stream."""
+    root_id = tr.tree.root_id
+    for e in tr.start():
+        yield e
+    try:
+        async with contextlib.aclosing(backend.watch(root_id)) as task_events:
+            async for ev in task_events:
+                for e in tr.feed(ev):
+                    yield e
+                if tr.end is not None:
+                    break
+        if tr.end is None:
+            raise ApiError(503, "the engine ended the task's event stream before the task ended",
+                           type="server_error", code="engine_unavailable")
+        tasks = await backend.tree(root_id, tr.tree.subtask_ids)
+        for e in tr.finish(tasks[0], sum_tokens(tasks)):
+            yield e
+    except (grpc.aio.AioRpcError, ApiError) as exc:
+        err = from_grpc(exc) if isinstance(exc, grpc.aio.AioRpcError) else exc
+        yield ResponseErrorEvent(type="error", sequence_number=tr.next_seq(), code=err.code, message=err.message)
+
+
+async def _frames(events: AsyncIterator[ResponseStreamEvent], starting_after: int = -1) -> AsyncIterator[bytes]:
+    async for e in events:
+        if e.sequence_number > starting_after:
+            yield frame(e, e.type)
+
+
+async def _final(backend: Backend, tr: ResponseEvents) -> Response:
+    """Run the response to its end and return it (the non-streaming create)."""
+    last: ResponseStreamEvent | None = None
+    async for e in stream_events(backend, tr):
+        last = e
+    if isinstance(last, ResponseErrorEvent):
+        raise ApiError(503, last.message, type="server_error", code=last.code)
+    assert last is not None and last.type in TERMINAL_EVENT_TYPES
+    return last.response  # type: ignore[union-attr]
+
+
+def _not_found(rid: str) -> ApiError:
+    return ApiError(404, f"No response found with id {rid[:200]!r}.", param="response_id", code="not_found")
+
+
+async def _get_task(backend: Backend, rid: str) -> pb.Task:
+    try:
+        return await backend.get(task_id_of(rid))
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+            raise _not_found(rid) from None
+        raise
+
+
+async def create(request: Request) -> HttpResponse | EventStream:
+    """``POST /v1/responses``."""
+    st = state(request)
+    req = parse_body(ResponsesRequest, await read_json(request))
+    model = check_model(req.model, st.default_model)
+    prev = req.previous_response_id
+    if prev is not None and not prev.strip():
+        raise invalid("previous_response_id", "'previous_response_id' is empty; omit it or name a response.")
+    spec = responses_spec(req, model, task_id_of(prev) if prev else "")
+    try:
+        task = await st.backend.submit(spec)
+    except grpc.aio.AioRpcError as exc:
+        raise from_grpc(exc, RESPONSES_PARAMS) from None
+    base = ResponseBase(id=response_id(task.task_id), created_at=seconds(task.created_at), model=model,
+                        instructions=req.instructions, metadata=req.metadata, previous_response_id=prev,
+                        background=req.background)
+    tr = ResponseEvents(base, task.task_id)
+
+    async def cancel() -> None:
+        await st.backend.cancel_quietly(task.task_id, "the client closed the connection")
+
+    # A background response outlives its connection; any other is cancelled when its client leaves.
+    on_disconnect = None if req.background else cancel
+    if req.stream:
+        return EventStream(_frames(stream_events(st.backend, tr)), on_disconnect=on_disconnect)
+    if req.background:
+        return json_response(tr.snapshot(STATUS[task.state]))
+    try:
+        return json_response(await run_unless_disconnected(request, _final(st.backend, tr), on_disconnect))
+    except ClientGone:
+        return HttpResponse(status_code=499)  # nobody is listening; the status only shows in logs
+
+
+async def _current(backend: Backend, task: pb.Task, base: ResponseBase) -> Response:
+    """The response of ``task`` as it stands (final when the task has ended)."""
+    tr = ResponseEvents(base, task.task_id)
+    for ev in await backend.events_so_far(task):
+        tr.feed(ev)
+    if task.state not in TERMINAL_STATES:
+        return tr.snapshot(STATUS[task.state])
+    tasks = await backend.tree(task.task_id, tr.tree.subtask_ids)
+    return tr.final(tasks[0], sum_tokens(tasks))
+
+
+def _starting_after(request: Request) -> int:
+    raw = request.query_params.get("starting_after")
+    if raw is None:
+        return -1
+    if not raw.lstrip("-").isdigit():
+        raise invalid("starting_after", f"Invalid value for 'starting_after': {raw[:50]!r} is not an integer.")
+    return int(raw)
+
+
+async def retrieve(request: Request) -> HttpResponse | EventStream:
+    """``GET /v1/responses/{id}``; with ``?stream=true`` the response's events are replayed
+    (after ``starting_after``) and then followed live. Leaving such a stream cancels nothing."""
+    st = state(request)
+    rid = request.path_params["response_id"]
+    stream = request.query_params.get("stream", "false").lower()
+    if stream not in ("true", "false"):
+        raise invalid("stream", f"Invalid value for 'stream': {stream[:20]!r}; expected true or false.")
+    after = _starting_after(request)
+    task = await _get_task(st.backend, rid)
+    base = ResponseBase.of_task(task, st.default_model)
+    if stream == "true":
+        return EventStream(_frames(stream_events(st.backend, ResponseEvents(base, task.task_id)), after))
+    return json_response(await _current(st.backend, task, base))
+
+
+async def cancel(request: Request) -> HttpResponse:
+    """``POST /v1/responses/{id}/cancel``: cancels a queued or running response. Cancelling a
+    cancelled response returns it again; a completed or failed one is a 409."""
+    st = state(request)
+    rid = request.path_params["response_id"]
+    task = await _get_task(st.backend, rid)
+    if task.state not in TERMINAL_STATES:
+        try:
+            task = await st.backend.cancel(task.task_id, "cancelled through the gateway")
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+            task = await st.backend.get(task.task_id)  # it ended meanwhile
+    if task.state != pb.TASK_STATE_CANCELLED:
+        raise ApiError(409, f"Response {rid[:200]!r} already ended ({STATUS[task.state]}); only queued or "
+                       "in-progress responses can be cancelled.", code="response_already_ended")
+    return json_response(await _current(st.backend, task, ResponseBase.of_task(task, st.default_model)))
+
+
+async def delete(request: Request) -> HttpResponse:
+    """``DELETE /v1/responses/{id}``: cancels the task if it still runs (the engine keeps its record)."""
+    st = state(request)
+    rid = request.path_params["response_id"]
+    task = await _get_task(st.backend, rid)
+    if task.state not in TERMINAL_STATES:
+        await st.backend.cancel_quietly(task.task_id, "deleted through the gateway")
+    return json_response({"id": rid, "object": "response.deleted", "deleted": True})
+
+
+def routes() -> list[Route]:
+    """The Responses routes, relative to the API root."""
+    return [
+        Route("/responses", create, methods=["POST"]),
+        Route("/responses/{response_id}", retrieve, methods=["GET"]),
+        Route("/responses/{response_id}", delete, methods=["DELETE"]),
+        Route("/responses/{response_id}/cancel", cancel, methods=["POST"]),
+    ]
