@@ -100,6 +100,9 @@ class Settings(_Strict):
     observation_max_chars: int = Field(6000, ge=200)
     max_task_chars: int = Field(100_000, ge=1)
     planner: bool = True
+    cache_results: bool = True
+    cache_plans: bool = True
+    cache_path: str = "blast-cache/cache.sqlite"
     allow_loopback: bool = False
     allow_link_local: bool = False
     warm_contexts: int = Field(1, ge=0, le=32)

@@ -107,6 +107,9 @@ def engine_overrides(sim: Sim, constraints: dict[str, Any] | None = None, **sett
         "worker_restart_backoff_s": 0.2,
         "drain_timeout_s": 5,
         "allow_loopback": True,  # the demo site and the simulated model live on 127.0.0.1
+        # Tests repeat tasks on purpose; the caches have their own engine in test_cache.py.
+        "cache_results": False,
+        "cache_plans": False,
     }
     base.update(settings)
     return {"settings": base, "constraints": constraints or {}}

@@ -25,8 +25,9 @@ from playwright.async_api import Page
 
 from ..config import Config
 from ..llm import LLM, UsageMeter
-from .observe import observe, page_text
+from .observe import Observation, observe, page_text
 from .planner import make_plan
+from .replay import Recorder, Replayer
 from .subtasks import SUBTASK_TOOL_NAMES, SUBTASK_TOOLS, Broker, run_subtask_tool
 from .tools import BROWSER_TOOLS, Action, ActionError, Browser, HasPage, parse_call
 
@@ -53,6 +54,7 @@ class StepReport:
     url: str
     result: str
     detail: str = ""
+    replayed: bool = False
 
 
 @dataclass
@@ -84,6 +86,9 @@ class Agent:
     refusal: Callable[[str], str | None] = lambda url: None
     # Awaited before every LLM call (and each extraction): the engine's cost limits.
     gate: Callable[[], Awaitable[None]] | None = None
+    # A recorded run to replay (plan cache), and the recording of this run.
+    replay: str = ""
+    recorder: Recorder = field(default_factory=Recorder)
     tools: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -111,24 +116,32 @@ class Agent:
             await browser.execute(Action("go_to_url", {"url": initial_url}, "initial"))
         task_msg = task_message(task, prior or [], self.copy, self.copies)
         system = SYSTEM_PROMPT
+        replayer = Replayer(self.replay)
         if s.planner:
-            obs = None if session.page.url in ("", "about:blank") else (await observe(session.page)).render(
-                0, s.max_steps, s.observation_max_chars)
-            plan = await make_plan(self.llm, self.meter, self.config, task_msg, obs, self.broker is not None,
-                                   self.gate)
+            if replayer.plan:
+                plan = replayer.plan
+            else:
+                seen = None if session.page.url in ("", "about:blank") else (await observe(session.page)).render(
+                    0, s.max_steps, s.observation_max_chars)
+                plan = await make_plan(self.llm, self.meter, self.config, task_msg, seen, self.broker is not None,
+                                       self.gate)
+            self.recorder.plan = plan
             if self.on_plan is not None:
                 await self.on_plan(plan)
             system += "\n\nYour plan:\n" + plan
         offered = {t["function"]["name"]: t["function"]["parameters"]["required"] for t in self.tools}
         history: list[dict[str, Any]] = [{"role": "system", "content": system}, {"role": "user", "content": task_msg}]
         for number in range(1, s.max_steps + 1):
+            obs = await observe(session.page)
+            replayed = replayer.next(number, obs)
             try:
                 async with asyncio.timeout(s.step_timeout_s):
-                    actions, thought = await self._decide(session.page, history, number, offered)
+                    actions, thought = replayed or await self._decide(obs, history, number, offered)
             except TimeoutError:
                 result = f"Error: the model did not answer within the step limit of {s.step_timeout_s}s"
                 await self.on_step(StepReport(number, "", "(timed out)", session.page.url, result))
                 continue
+            self.recorder.add(actions, thought, obs)
             results, details, outcome = [], [], None
             for action in actions:
                 if action.name == "done":
@@ -142,7 +155,8 @@ class Agent:
             history += [{"role": "tool", "tool_call_id": a.call_id, "content": r}
                         for a, r in zip(actions, results, strict=False)]
             await self.on_step(StepReport(number, thought, "; ".join(a.describe() for a in actions[: len(results)]),
-                                          session.page.url, "\n".join(results), "\n".join(d for d in details if d)))
+                                          session.page.url, "\n".join(results), "\n".join(d for d in details if d),
+                                          replayed=replayed is not None))
             if outcome is not None:
                 return outcome
         raise AgentFailed(f"step limit reached ({s.max_steps} steps) without an answer")
@@ -167,11 +181,11 @@ class Agent:
             return f"Error: {action.name} took longer than {s.step_timeout_s}s and was abandoned", ""
 
     async def _decide(
-        self, page: Page, history: list[dict[str, Any]], number: int, offered: dict[str, list[str]]
+        self, seen: Observation, history: list[dict[str, Any]], number: int, offered: dict[str, list[str]]
     ) -> tuple[list[Action], str]:
         """Ask the model for the next actions, correcting malformed or missing tool calls."""
         s = self.config.settings
-        obs = (await observe(page)).render(number, s.max_steps, s.observation_max_chars)
+        obs = seen.render(number, s.max_steps, s.observation_max_chars)
         corrections: list[dict[str, Any]] = []
         problem = ""
         for _ in range(MAX_BAD_CALLS_PER_STEP):

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 from .._proto.blast.v1 import blast_pb2 as pb
 from ..config import Config
+from .cache import Cache, lineage_key
 from .scheduler import Scheduler
 from .tasks import TaskRecord, TaskStore
 
 
 class Launcher:
-    def __init__(self, config: Config, store: TaskStore, scheduler: Scheduler) -> None:
+    def __init__(self, config: Config, store: TaskStore, scheduler: Scheduler, cache: Cache | None = None) -> None:
         self.config = config
         self.store = store
         self.scheduler = scheduler
+        self.cache = cache
 
     def copies_for_top_level(self) -> int:
         c = self.config.constraints
@@ -46,6 +48,8 @@ class Launcher:
             rec.prefer_worker = previous.worker_id
         if parent is not None:
             parent.emit(subtask_launched=pb.SubtaskLaunched(subtask_id=rec.task_id, description=spec.description))
+        if self._from_cache(rec):
+            return rec
         if copies <= 1:
             self.scheduler.submit(rec)
             return rec
@@ -58,6 +62,34 @@ class Launcher:
                                                          copy=k))
             self.scheduler.submit(copy)
         return rec
+
+    def _from_cache(self, rec: TaskRecord) -> bool:
+        """Answer from the result cache, or attach a plan to replay; arrange to record the run."""
+        if self.cache is None:
+            return False
+        s, directives = self.config.settings, set(rec.spec.cache_control)
+        turns = [(r.spec.description, r.spec.initial_url) for r in [*self.store.lineage(rec), rec]]
+        rec.cache_key = lineage_key(turns)
+        if s.cache_results and "no-cache" not in directives:
+            hit = self.cache.get_result(rec.cache_key)
+            if hit is not None:
+                rec.cached = True
+                rec.emit(scheduled=pb.TaskScheduled())
+                rec.finish(pb.TASK_STATE_COMPLETED, result=hit, success=True)
+                return True
+        if s.cache_plans and "no-cache-plan" not in directives:
+            rec.replay_plan = self.cache.get_plan(rec.cache_key) or ""
+        rec.on_done.append(self._record)
+        return False
+
+    def _record(self, rec: TaskRecord) -> None:
+        if self.cache is None or rec.state != pb.TASK_STATE_COMPLETED or not rec.success:
+            return
+        s, directives = self.config.settings, set(rec.spec.cache_control)
+        if s.cache_results and "no-store" not in directives:
+            self.cache.put_result(rec.cache_key, rec.result)
+        if s.cache_plans and "no-store-plan" not in directives and rec.recording:
+            self.cache.put_plan(rec.cache_key, rec.recording)
 
     def _end_children(self, rec: TaskRecord) -> None:
         for child in rec.children:
@@ -72,6 +104,7 @@ class Launcher:
             return  # a loser being cancelled by the winner, below
         if copy.state == pb.TASK_STATE_COMPLETED and copy.success:
             race.winner_task_id = copy.task_id
+            race.recording = copy.recording
             for other in race.children:
                 if other is not copy and not other.done:
                     self.scheduler.cancel(other, f"copy {copy.copy} of {copy.copies} won the race")

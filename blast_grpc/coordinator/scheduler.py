@@ -196,7 +196,8 @@ class Scheduler:
             wpb.RunTaskRequest(task_id=rec.task_id, spec=rec.spec, depth=rec.depth, attempt=rec.attempts,
                                history=self._lineage(rec), copy=rec.copy, copies=rec.copies,
                                may_launch_subtasks=c.allow_parallelism.task
-                               and rec.depth < c.max_parallelism_nesting_depth)
+                               and rec.depth < c.max_parallelism_nesting_depth,
+                               replay_plan=rec.replay_plan)
         )
         try:
             async for msg in call:
@@ -206,8 +207,13 @@ class Scheduler:
         except grpc.aio.AioRpcError as exc:
             await self._worker_lost(rec, worker, f"lost the connection to worker {worker.worker_id}: {exc.details()}")
         except asyncio.CancelledError:
-            rec.finish(pb.TASK_STATE_CANCELLED, error=self._cancel_reasons.pop(rec.task_id, "cancelled"))
-            raise
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # We were cancelled: CancelTask, a lost race, a parent that ended, shutdown.
+                rec.finish(pb.TASK_STATE_CANCELLED, error=self._cancel_reasons.pop(rec.task_id, "cancelled"))
+                raise
+            # grpc cancelled the call under us: the supervisor closed the channel of a dead worker.
+            await self._worker_lost(rec, worker, f"the connection to worker {worker.worker_id} was closed")
         finally:
             call.cancel()
             worker.running.discard(rec.task_id)
@@ -223,7 +229,10 @@ class Scheduler:
                 add_usage(self.usage, u)
         elif kind == "step":
             rec.steps += 1
+            rec.replayed_steps += msg.step.replayed
             rec.emit(step=msg.step)
+        elif kind == "recording":
+            rec.recording = msg.recording
         elif kind == "plan":
             rec.emit(plan=msg.plan)
         elif kind == "completed":

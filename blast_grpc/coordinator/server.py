@@ -29,6 +29,7 @@ from ..config import Config
 from ..httpserve import EmbeddedServer
 from .broker import TaskBroker
 from .budget import Budget
+from .cache import Cache
 from .gateway_proc import GatewayProcess
 from .launch import Launcher
 from .metrics import collect_metrics, memory_bytes
@@ -62,7 +63,8 @@ class Coordinator:
                                      broker_address=f"unix://{self.runtime_dir}/broker.sock")
         self.budget = Budget(config)
         self.scheduler = Scheduler(config, lambda: self.workers, self._history, self.budget)
-        self.launcher = Launcher(config, self.store, self.scheduler)
+        self.cache = (Cache(s.cache_path, s.persist_cache) if s.cache_results or s.cache_plans else None)
+        self.launcher = Launcher(config, self.store, self.scheduler, self.cache)
         self.service = BlastService(config, self.store, self.scheduler, self.launcher, self.workers)
         # Workers call back (launch subtasks, wait for them) on an internal socket only.
         self.broker_address = f"unix://{self.runtime_dir}/broker.sock"
@@ -141,6 +143,8 @@ class Coordinator:
         if self.metrics_server is not None:
             await self.metrics_server.stop()
         await self.supervisor.stop()
+        if self.cache is not None:
+            self.cache.close()
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
 

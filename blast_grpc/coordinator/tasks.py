@@ -77,6 +77,12 @@ class TaskRecord:
     winner_task_id: str = ""
     # A follow-up runs best where the previous task's browser context is kept.
     prefer_worker: str = ""
+    # Caching: the lineage key, a plan to replay, the run's recording, and what was reused.
+    cache_key: str = ""
+    replay_plan: str = ""
+    recording: str = ""
+    cached: bool = False
+    replayed_steps: int = 0
     # Called once, synchronously, right after the task reaches a terminal state.
     on_done: list[Callable[[TaskRecord], None]] = field(default_factory=list, repr=False)
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
@@ -175,6 +181,8 @@ class TaskRecord:
             tree_usage=sum_usage(r.usage.values() for r in self.tree()),
             subtask_ids=[c.task_id for c in self.children],
             winner_task_id=self.winner_task_id,
+            cached=self.cached,
+            replayed_steps=self.replayed_steps,
         )
         if self.started_at is not None:
             t.started_at.CopyFrom(self.started_at)

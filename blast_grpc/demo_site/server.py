@@ -8,7 +8,9 @@ Besides the static pages there are two test hooks:
   page; used to make page loads time out on purpose;
 * ``GET /_cookies[?set=NAME]`` — sets cookie ``NAME=1`` when asked, and shows the
   cookies the browser sent as ``Cookies seen: a=1; b=1`` (or ``none``); used to check
-  that tasks do not share browser state.
+  that tasks do not share browser state;
+* ``GET /_motto`` — ``Motto: <DemoSite.motto>``, a page a test can change between two
+  runs of the same task (plan-cache replay on a changed page).
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ class _Handler(SimpleHTTPRequestHandler):
             return
         if path == "/_cookies":
             self._cookies()
+            return
+        if path == "/_motto":
+            body = (f"<!DOCTYPE html><html><head><title>Motto</title></head><body>"
+                    f"<p>Motto: {self.server.site.motto}</p></body></html>").encode()
+            self._send(200, "text/html; charset=utf-8", body)
             return
         super().do_GET()
 
@@ -117,6 +124,7 @@ class DemoSite:
         if not self.pages_dir.is_dir():
             raise FileNotFoundError(f"demo site pages directory not found: {self.pages_dir}")
         self._log: list[str] = []
+        self.motto = "Swing from the highest branch"  # served at /_motto; tests change it
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: _Server | None = None

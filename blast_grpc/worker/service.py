@@ -51,7 +51,7 @@ def _usage_msg(meter: UsageMeter) -> wpb.RunTaskResponse | None:
 def _step_msg(r: StepReport) -> wpb.RunTaskResponse:
     return wpb.RunTaskResponse(
         step=pb.TaskStep(number=r.number, thought=r.thought, action=r.action, url=r.url, result=r.result[:2000],
-                         detail=r.detail)
+                         detail=r.detail, replayed=r.replayed)
     )
 
 
@@ -129,7 +129,8 @@ class WorkerService(wgrpc.WorkerServiceServicer):
         agent = Agent(self.config, self.llm, meter, on_step, on_plan, broker=broker,
                       extractor=self._extractor(meter), copy=request.copy, copies=request.copies,
                       refusal=self.policy.refusal,
-                      gate=budget_gate(self.broker, task_id) if self.broker is not None else None)
+                      gate=budget_gate(self.broker, task_id) if self.broker is not None else None,
+                      replay=request.replay_plan)
         runner = asyncio.create_task(self._drive(agent, session, request, queue), name=f"agent-{task_id}")
         ended = False
         try:
@@ -164,6 +165,7 @@ class WorkerService(wgrpc.WorkerServiceServicer):
                 log.info("task %s continues in the context of %s", req.task_id, req.spec.previous_task_id)
             history = [(h.description, h.result) for h in req.history]
             out: Outcome = await agent.run(session, req.spec.description, req.spec.initial_url, history)
+            queue.put_nowait(wpb.RunTaskResponse(recording=agent.recorder.to_json()))
             queue.put_nowait(wpb.RunTaskResponse(completed=pb.TaskCompleted(result=out.text, success=out.success)))
         except (AgentFailed, LLMUnavailable) as exc:
             queue.put_nowait(wpb.RunTaskResponse(failed=pb.TaskFailed(error=str(exc))))

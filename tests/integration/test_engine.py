@@ -168,7 +168,7 @@ async def test_killed_worker_is_replaced_and_its_task_retried(sim: Sim, site: De
         assert time.monotonic() - t0 < 10
         final = await c.get_task(task.task_id)
         waiting = [e.waiting.reason for e in events if e.HasField("waiting")]
-        assert waiting and "died" in waiting[0] and worker_id in waiting[0], waiting
+        assert waiting and "died" in waiting[0] and worker_id in waiting[0], (final, [str(e) for e in events[-3:]])
         starts = [e.started.worker_id for e in events if e.HasField("started")]
         assert len(starts) == 2 and starts[1] != worker_id
         assert final.state == pb.TASK_STATE_COMPLETED and final.attempts == 2
