@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, AsyncIterator, Literal, overload
 
 import grpc
@@ -27,14 +28,46 @@ def make_spec(task: str, initial_url: str = "", previous_task_id: str = "",
                        cache_control=cache_control or [], metadata=metadata or {})
 
 
+class _Metadata:
+    """Adds fixed metadata (the API key) to every call; grpc wants one object per call shape."""
+
+    def __init__(self, extra: list[tuple[str, str]]) -> None:
+        self._extra = extra
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        md = grpc.aio.Metadata(*(details.metadata or ()), *self._extra)
+        return grpc.aio.ClientCallDetails(details.method, details.timeout, md, details.credentials,
+                                          details.wait_for_ready)
+
+
+class _UnaryMetadata(_Metadata, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation: Any, details: grpc.aio.ClientCallDetails,
+                                    request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class _StreamMetadata(_Metadata, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation: Any, details: grpc.aio.ClientCallDetails,
+                                     request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
 class Client:
     """Talks to a coordinator at ``address`` (``host:port``)."""
 
-    def __init__(self, address: str, metadata: list[tuple[str, str]] | None = None) -> None:
+    def __init__(self, address: str, api_key: str | None = None,
+                 metadata: list[tuple[str, str]] | None = None) -> None:
+        """``api_key`` (default: the ``BLAST_API_KEY`` environment variable) is sent as
+        ``authorization: Bearer <key>`` on every call."""
         self.address = address
-        self._channel = grpc.aio.insecure_channel(address)
+        key = api_key if api_key is not None else os.environ.get("BLAST_API_KEY", "")
+        extra = [*(metadata or []), *([("authorization", f"Bearer {key}")] if key else [])]
+        # Added to every call, also those made through ``.stub`` directly.
+        interceptors: list[Any] | None = [_UnaryMetadata(extra), _StreamMetadata(extra)] if extra else None
+        self._channel = grpc.aio.insecure_channel(address, options=[("grpc.max_send_message_length", 8 << 20)],
+                                                  interceptors=interceptors)
         self._stub = bgrpc.BlastServiceStub(self._channel)
-        self._md = metadata
+        self._md = None
 
     async def __aenter__(self) -> Client:
         return self

@@ -103,6 +103,8 @@ class Settings(_Strict):
     cache_results: bool = True
     cache_plans: bool = True
     cache_path: str = "blast-cache/cache.sqlite"
+    task_db_path: str | None = "blast-state/tasks.sqlite"
+    max_queued_tasks: int = Field(1000, ge=1)
     allow_loopback: bool = False
     allow_link_local: bool = False
     warm_contexts: int = Field(1, ge=0, le=32)

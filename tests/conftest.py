@@ -110,6 +110,7 @@ def engine_overrides(sim: Sim, constraints: dict[str, Any] | None = None, **sett
         # Tests repeat tasks on purpose; the caches have their own engine in test_cache.py.
         "cache_results": False,
         "cache_plans": False,
+        "task_db_path": None,  # the restart test gives its engine a database of its own
     }
     base.update(settings)
     return {"settings": base, "constraints": constraints or {}}

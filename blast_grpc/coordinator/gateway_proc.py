@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ..config import Config
+from ..procutil import die_with_parent
 
 
 class GatewayProcess:
@@ -34,6 +35,7 @@ class GatewayProcess:
             "--config", str(self.config_path), "--host", s.gateway_host, "--port", str(s.server_port),
             "--ready-file", str(self.ready),
             stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=die_with_parent,  # a coordinator killed with SIGKILL takes its gateway along
         )
         deadline = time.monotonic() + timeout
         while not self.ready.exists():

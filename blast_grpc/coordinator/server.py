@@ -27,12 +27,14 @@ from .._proto.blast.worker.v1 import worker_pb2 as wpb
 from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
 from ..config import Config
 from ..httpserve import EmbeddedServer
+from .auth import ApiKeyInterceptor, configured_keys, is_loopback
 from .broker import TaskBroker
 from .budget import Budget
 from .cache import Cache
 from .gateway_proc import GatewayProcess
 from .launch import Launcher
 from .metrics import collect_metrics, memory_bytes
+from .persist import TaskDatabase
 from .prometheus import metrics_app
 from .scheduler import Scheduler
 from .service import BlastService
@@ -59,6 +61,7 @@ class Coordinator:
         self.config_path = self.runtime_dir / "config.json"
         self.config_path.write_text(config.model_dump_json())
         self.store = TaskStore()
+        self.task_db = TaskDatabase(s.task_db_path) if s.task_db_path else None
         self.supervisor = Supervisor(config, self.config_path, self.runtime_dir, self._worker_changed,
                                      broker_address=f"unix://{self.runtime_dir}/broker.sock")
         self.budget = Budget(config)
@@ -70,9 +73,14 @@ class Coordinator:
         self.broker_address = f"unix://{self.runtime_dir}/broker.sock"
         self.internal = grpc.aio.server()
         self.health = health.aio.HealthServicer()
+        keys = configured_keys(config)
         self.server = grpc.aio.server(
             options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)],
+            interceptors=[ApiKeyInterceptor(keys)] if keys else [],
         )
+        if not keys and not is_loopback(s.host):
+            log.warning("the gRPC API on %s:%s is open to the network: no API key is set "
+                        "(settings.api_keys or BLAST_API_KEYS)", s.host, s.grpc_port)
         self.port = 0
         self.metrics_server: EmbeddedServer | None = None
         self._memory_task: asyncio.Task[None] | None = None
@@ -89,8 +97,25 @@ class Coordinator:
     def _worker_changed(self, _: WorkerHandle) -> None:
         self.scheduler.wake()
 
+    def _restore(self) -> None:
+        """Load the tasks of earlier runs and write every task down when it starts and ends."""
+        db = self.task_db
+        if db is None:
+            return
+        interrupted = db.load_into(self.store)
+        if interrupted:
+            log.warning("%d task(s) were queued or running when the coordinator stopped; marked failed",
+                        interrupted)
+
+        def track(rec: TaskRecord) -> None:
+            db.save(rec)
+            rec.on_done.append(db.save)
+
+        self.store.on_new.append(track)
+
     async def start(self) -> None:
         s = self.config.settings
+        self._restore()
         bgrpc.add_BlastServiceServicer_to_server(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -145,6 +170,8 @@ class Coordinator:
         await self.supervisor.stop()
         if self.cache is not None:
             self.cache.close()
+        if self.task_db is not None:
+            self.task_db.close()
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
 

@@ -23,6 +23,7 @@ from .scheduler import Scheduler
 from .tasks import TaskRecord, TaskStore
 from .workers import WorkerHandle
 
+RETRY_AFTER_S = 5
 CACHE_DIRECTIVES = {"no-cache", "no-store", "no-cache-plan", "no-store-plan"}
 MAX_METADATA_PAIRS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
 
@@ -85,6 +86,14 @@ class BlastService(bgrpc.BlastServiceServicer):
         problem = self._spec_problem(spec)
         if problem:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
+        limit = self.config.settings.max_queued_tasks
+        waiting = sum(1 for r in self.scheduler.queue if r.parent is None)
+        if waiting >= limit:
+            # Admission control: refuse rather than pile up; the hint is a guess a client may honour.
+            context.set_trailing_metadata((("retry-after", str(RETRY_AFTER_S)),))
+            await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                         f"the queue is full: {waiting} tasks are waiting (settings.max_queued_tasks={limit}); "
+                         f"retry in about {RETRY_AFTER_S} s")
         if self.llm_problem:
             rec = self.store.new(spec)
             rec.emit(scheduled=pb.TaskScheduled())

@@ -197,6 +197,8 @@ class TaskStore:
     def __init__(self) -> None:
         self._tasks: dict[str, TaskRecord] = {}
         self._order = itertools.count()
+        # Called for every new record (the task database writes it down).
+        self.on_new: list[Callable[[TaskRecord], None]] = []
 
     def new(self, spec: pb.TaskSpec, parent: TaskRecord | None = None, *, copy: int = 0, copies: int = 0) -> TaskRecord:
         """A new record. A subtask is one level deeper than its parent; a racing copy
@@ -214,10 +216,27 @@ class TaskStore:
         if parent is not None:
             parent.children.append(rec)
         self._tasks[rec.task_id] = rec
+        for fn in self.on_new:
+            fn(rec)
         return rec
 
     def get(self, task_id: str) -> TaskRecord | None:
         return self._tasks.get(task_id)
+
+    def restore(self, task: pb.Task, events: list[pb.TaskEvent]) -> TaskRecord:
+        """Rebuild a record from storage (the coordinator's task database); parents are linked by the caller."""
+        rec = TaskRecord(task_id=task.task_id, spec=task.spec, depth=task.depth, state=task.state,
+                         result=task.result, success=task.success, error=task.error, worker_id=task.worker_id,
+                         attempts=task.attempts, steps=task.steps, created_at=task.created_at,
+                         usage={u.model: u for u in task.usage}, events=events, order=next(self._order),
+                         winner_task_id=task.winner_task_id, cached=task.cached,
+                         replayed_steps=task.replayed_steps)
+        if task.HasField("started_at"):
+            rec.started_at = task.started_at
+        if task.HasField("finished_at"):
+            rec.finished_at = task.finished_at
+        self._tasks[rec.task_id] = rec
+        return rec
 
     def lineage(self, rec: TaskRecord, limit: int = 10) -> list[TaskRecord]:
         """The earlier tasks of ``rec``'s conversation (its previous_task_id chain), oldest first."""

@@ -42,11 +42,12 @@ class BrowserSession:
 
     async def close(self) -> None:
         ctx, self._context, self._page = self._context, None, None
+        if ctx is None:
+            return
         if self._registry.get(self.task_id) is ctx:
             del self._registry[self.task_id]
-        if ctx is not None:
-            with contextlib.suppress(Exception):  # the browser may be gone already
-                await ctx.close()
+        with contextlib.suppress(Exception):  # the browser may be gone already
+            await ctx.close()
 
     def detach(self) -> BrowserContext | None:
         """Hand the open context over (to be kept for a follow-up task) without closing it."""

@@ -1,0 +1,56 @@
+"""A coordinator that dies and comes back keeps its finished tasks and accounts for the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from blast_grpc import Engine
+from blast_grpc._proto.blast.v1 import blast_pb2 as pb
+from blast_grpc.coordinator.persist import RESTARTED
+from blast_grpc.demo_site.facts import GORILLAS
+from blast_grpc.demo_site.server import DemoSite
+
+from ..conftest import Sim, engine_overrides
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
+
+
+async def test_tasks_survive_a_coordinator_crash(sim: Sim, site: DemoSite, tmp_path: Path) -> None:
+    overrides = engine_overrides(sim, workers=1, task_db_path=str(tmp_path / "tasks.sqlite"),
+                                 gateway=True, server_port=0)
+    eng = await Engine.create(overrides=overrides)
+    try:
+        done = await eng.client.run(f"On {site.url}index.html find the largest gorilla in Asia")
+        assert done.state == pb.TASK_STATE_COMPLETED
+        events_before = [ev async for ev in eng.client.watch(done.task_id)]
+        slow = await eng.client.submit(f"Slowly tour Europe from {site.url}index.html")
+        async for ev in eng.client.watch(slow.task_id):
+            if ev.HasField("step"):
+                break
+        os.kill(eng.proc.pid, signal.SIGKILL)  # no drain, no goodbye
+        await eng.proc.wait()
+    finally:
+        await eng.stop()
+
+    async with Engine.create(overrides=overrides) as again:
+        c = again.client
+        kept = await c.get_task(done.task_id)
+        assert kept.state == pb.TASK_STATE_COMPLETED and GORILLAS["Asia"].name in kept.result
+        replay = [ev async for ev in c.watch(done.task_id)]
+        assert [e.SerializeToString() for e in replay] == [e.SerializeToString() for e in events_before]
+        lost = await c.get_task(slow.task_id)
+        assert lost.state == pb.TASK_STATE_FAILED and lost.error == RESTARTED
+        assert {t.task_id for t in await c.list_tasks()} >= {done.task_id, slow.task_id}
+        assert again.gateway_url
+        async with httpx.AsyncClient(base_url=again.gateway_url, timeout=10) as http:
+            body = (await http.get(f"/v1/responses/resp_{done.task_id}")).json()
+        assert body["status"] == "completed" and GORILLAS["Asia"].name in str(body["output"])
+        # and the engine works as before
+        fresh = await asyncio.wait_for(c.run(f"On {site.url}index.html find the largest gorilla in Africa"), 60)
+        assert fresh.state == pb.TASK_STATE_COMPLETED
