@@ -23,7 +23,8 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
 
 
 def shm_blocks() -> set[str]:
-    return {p.name for p in Path("/dev/shm").glob("blast_*")}
+    """The engines' extraction blocks (named after their worker: blast_w1_...), not other users'."""
+    return {p.name for p in Path("/dev/shm").glob("blast_w*")}
 
 
 async def collect(client: Client, task: str, **kw: str) -> list[pb.TaskEvent]:
