@@ -13,6 +13,7 @@ are the models that actually run the tasks.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from typing import AsyncIterator, Iterable
@@ -29,7 +30,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 from blast_grpc.config import Constraints, model_name
 
-from . import chat, responses
+from . import chat, openapi, responses
 from .backend import Backend
 from .errors import ApiError, from_grpc
 from .middleware import ApiKeyMiddleware, BodyLimitMiddleware
@@ -79,20 +80,31 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+def _unready(reason: str, code: str, **counts: int) -> Response:
+    # A probe body, plus the ``error`` object every non-2xx answer of the gateway has.
+    err = ApiError(503, reason, type="server_error", code=code).body()
+    return JSONResponse({"status": "unavailable", "reason": reason, **counts, **err}, status_code=503)
+
+
 async def readyz(request: Request) -> Response:
     """200 when the coordinator answers and at least one worker is ready, 503 otherwise."""
     st = state(request)
     try:
         m = await st.backend.metrics(timeout=READY_TIMEOUT_S)
     except grpc.aio.AioRpcError as exc:
-        return JSONResponse({"status": "unavailable", "reason": f"the coordinator at {st.backend.address} did not "
-                             f"answer ({exc.code().name})"}, status_code=503)
+        return _unready(f"the coordinator at {st.backend.address} did not answer ({exc.code().name})",
+                        "engine_unavailable")
     ready = sum(1 for w in m.workers if w.state == pb.WORKER_STATE_READY)
     body = {"workers_ready": ready, "workers": len(m.workers)}
     if ready == 0:
-        return JSONResponse({"status": "unavailable", "reason": "no browser worker is ready", **body},
-                            status_code=503)
+        return _unready("no browser worker is ready", "no_worker_ready", **body)
     return JSONResponse({"status": "ready", **body})
+
+
+async def openapi_document(request: Request) -> Response:
+    """``GET /openapi.json`` and ``GET /v1/openapi.json``: the gateway's OpenAPI document."""
+    doc: bytes = request.app.state.openapi
+    return Response(doc, media_type="application/json")
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -127,22 +139,25 @@ def api_routes() -> list[BaseRoute]:
         *chat.routes(),
         Route("/models", list_models, methods=["GET"]),
         Route("/models/{model:path}", get_model, methods=["GET"]),
+        Route("/openapi.json", openapi_document, methods=["GET"]),
     ]
 
 
 def create_app(grpc_address: str, api_keys: Iterable[str] = (), max_request_bytes: int = 4 * 1024 * 1024,
-               models: list[str] | None = None) -> Starlette:
+               models: list[str] | None = None, engine_api_key: str | None = None) -> Starlette:
     """The gateway app for the coordinator at ``grpc_address`` (``host:port``).
 
     ``api_keys``: bearer keys accepted (empty: no authentication). Bodies larger than
     ``max_request_bytes`` get 413. ``models``: what ``/v1/models`` lists and the model
-    echoed when a request names none (default: the engine's default models)."""
+    echoed when a request names none (default: the engine's default models).
+    ``engine_api_key``: the key the gateway itself sends to the coordinator (default: the
+    ``BLAST_API_KEY`` environment variable, if set)."""
     model_list = list(models or default_models())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # The gRPC channel belongs to the serving event loop, so it is made here.
-        backend = Backend(grpc_address)
+        backend = Backend(grpc_address, api_key=engine_api_key)
         app.state.gateway = GatewayState(backend=backend, models=model_list, created=int(time.time()))
         try:
             yield
@@ -155,8 +170,8 @@ def create_app(grpc_address: str, api_keys: Iterable[str] = (), max_request_byte
         Mount("/v1", routes=api_routes()),
         *api_routes(),
     ]
-    keys = list(api_keys)
-    return Starlette(
+    keys = [k for k in api_keys if k]
+    app = Starlette(
         routes=routes,
         middleware=[
             Middleware(ApiKeyMiddleware, keys=keys, drain_limit=max_request_bytes),
@@ -170,3 +185,6 @@ def create_app(grpc_address: str, api_keys: Iterable[str] = (), max_request_byte
         },
         lifespan=lifespan,
     )
+    doc = openapi.document(keys_required=bool(keys), max_request_bytes=max_request_bytes)
+    app.state.openapi = json.dumps(doc, separators=(",", ":")).encode()
+    return app

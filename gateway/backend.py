@@ -9,9 +9,8 @@ gRPC errors propagate as ``grpc.aio.AioRpcError``; callers translate them with
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from typing import AsyncGenerator, Iterable
+from typing import AsyncGenerator
 
 import grpc
 
@@ -34,11 +33,6 @@ class TaskTree:
         self.root_id = root_id
         self.ids: list[str] = [root_id]
 
-    @property
-    def subtask_ids(self) -> list[str]:
-        """Every id but the root's."""
-        return self.ids[1:]
-
     def see(self, ev: pb.TaskEvent) -> None:
         for task_id in (ev.task_id, ev.subtask_launched.subtask_id if ev.HasField("subtask_launched") else ""):
             if task_id and task_id not in self.ids:
@@ -46,11 +40,14 @@ class TaskTree:
 
 
 class Backend:
-    """Async calls on a coordinator at ``address`` (``host:port``)."""
+    """Async calls on a coordinator at ``address`` (``host:port``).
 
-    def __init__(self, address: str) -> None:
+    ``api_key`` is sent on every call (``authorization: Bearer``) to a coordinator that
+    requires one; ``None``: the ``BLAST_API_KEY`` environment variable, if set."""
+
+    def __init__(self, address: str, api_key: str | None = None) -> None:
         self.address = address
-        self._client = Client(address)
+        self._client = Client(address, api_key=api_key)
         self._stub = self._client.stub
 
     async def close(self) -> None:
@@ -107,18 +104,3 @@ class Backend:
                 if ev.seq >= task.last_seq:
                     break
         return events
-
-    async def tree(self, root_id: str, others: Iterable[str]) -> list[pb.Task]:
-        """The records of a task and of the ``others`` in its tree (for usage), root first.
-        A subtask the coordinator no longer knows is left out rather than failing the reply."""
-        async def maybe(task_id: str) -> pb.Task | None:
-            try:
-                return await self.get(task_id)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.NOT_FOUND:
-                    return None
-                raise
-
-        root, rest = await asyncio.gather(self.get(root_id),
-                                          asyncio.gather(*(maybe(t) for t in others if t != root_id)))
-        return [root, *(t for t in rest if t is not None)]

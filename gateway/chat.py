@@ -29,17 +29,17 @@ from starlette.routing import Route
 
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 
-from .backend import Backend, TaskTree, is_root_end
-from .convert import Tokens, chat_id, chunk_text, completion_usage, seconds, sum_tokens
+from .backend import Backend, is_root_end
+from .convert import Tokens, chat_id, chunk_text, completion_usage, seconds, tree_tokens
 from .errors import ApiError, from_grpc
-from .protocol import CHAT_PARAMS, ChatRequest, chat_spec, check_model, include_usage, parse_body
+from .protocol import CHAT_PARAMS, chat_submission, include_usage
 from .sse import ClientGone, EventStream, frame, raw_frame, run_unless_disconnected
 from .state import json_response, read_json, state
 
 
 @dataclass
 class Outcome:
-    """How the task ended (its terminal event) and the tokens its tree used."""
+    """How the task ended (its terminal event) and the tokens its tree used (``Task.tree_usage``)."""
 
     end: pb.TaskEvent
     tokens: Tokens
@@ -47,13 +47,10 @@ class Outcome:
 
 async def run_to_end(backend: Backend, root_id: str) -> Outcome:
     """Follow the task until it ends."""
-    tree = TaskTree(root_id)
     async with contextlib.aclosing(backend.watch(root_id)) as events:
         async for ev in events:
-            tree.see(ev)
             if is_root_end(ev, root_id):
-                tasks = await backend.tree(root_id, tree.subtask_ids)
-                return Outcome(ev, sum_tokens(tasks))
+                return Outcome(ev, tree_tokens(await backend.get(root_id)))
     raise ApiError(503, "the engine ended the task's event stream before the task ended",
                    type="server_error", code="engine_unavailable")
 
@@ -109,10 +106,9 @@ async def _chunks(backend: Backend, task_id: str, reply: _Reply, with_usage: boo
 async def create(request: Request) -> HttpResponse | EventStream:
     """``POST /v1/chat/completions``."""
     st = state(request)
-    req = parse_body(ChatRequest, await read_json(request))
-    model = check_model(req.model, st.default_model)
+    sub = chat_submission(await read_json(request), st.default_model)
+    req, model, spec = sub.request, sub.model, sub.spec
     with_usage = include_usage(req)
-    spec = chat_spec(req, model)
     try:
         task = await st.backend.submit(spec)
     except grpc.aio.AioRpcError as exc:

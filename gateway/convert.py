@@ -83,10 +83,11 @@ def completion_usage(tokens: Tokens) -> CompletionUsage:
                            total_tokens=tokens.total)
 
 
-def sum_tokens(tasks: list[pb.Task]) -> Tokens:
-    """Tokens over every usage entry (every model) of every task given."""
-    return Tokens(prompt=sum(u.prompt_tokens for t in tasks for u in t.usage),
-                  completion=sum(u.completion_tokens for t in tasks for u in t.usage))
+def tree_tokens(task: pb.Task) -> Tokens:
+    """Tokens of the task's whole tree: ``Task.tree_usage`` (the task, its subtasks and their
+    racing copies, every model), as the coordinator sums it."""
+    return Tokens(prompt=sum(u.prompt_tokens for u in task.tree_usage),
+                  completion=sum(u.completion_tokens for u in task.tree_usage))
 
 
 _WORDS = re.compile(r"\S+\s*|\s+")

@@ -9,12 +9,14 @@ the HTTP status.
 
 from __future__ import annotations
 
+import json
 import logging
+from http import HTTPStatus
 from typing import Any, Mapping
 
 import grpc
-from pydantic import ValidationError
-from starlette.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.responses import Response
 
 log = logging.getLogger("gateway")
 
@@ -24,7 +26,9 @@ _GRPC_TO_HTTP: dict[grpc.StatusCode, tuple[int, str, str]] = {
     grpc.StatusCode.OUT_OF_RANGE: (400, "invalid_request_error", "invalid_value"),
     grpc.StatusCode.NOT_FOUND: (404, "invalid_request_error", "not_found"),
     grpc.StatusCode.FAILED_PRECONDITION: (409, "invalid_request_error", "conflict"),
-    grpc.StatusCode.UNAUTHENTICATED: (401, "invalid_request_error", "invalid_api_key"),
+    # The gateway calls the engine with its own key, never the client's: a refusal is a setup
+    # problem of the gateway (which key it sends), not something the client can fix.
+    grpc.StatusCode.UNAUTHENTICATED: (500, "server_error", "engine_auth_failed"),
     grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "rate_limit_error", "rate_limit_exceeded"),
     grpc.StatusCode.UNAVAILABLE: (503, "server_error", "engine_unavailable"),
     grpc.StatusCode.DEADLINE_EXCEEDED: (504, "server_error", "engine_timeout"),
@@ -35,11 +39,32 @@ _GRPC_TO_HTTP: dict[grpc.StatusCode, tuple[int, str, str]] = {
 _NO_RETRY = {409}
 
 
+class ErrorDetail(BaseModel):
+    """What went wrong (the ``error`` member of every error body)."""
+
+    model_config = ConfigDict(extra="forbid", title="ErrorDetail")
+
+    message: str = Field(min_length=1, description="What is wrong, for a person to read.")
+    type: str = Field(description="`invalid_request_error`, `rate_limit_error` or `server_error`.")
+    param: str | None = Field(description="The request parameter at fault (`input[0].content`), if one is.")
+    code: str | None = Field(description="A stable, machine-readable reason (`unknown_parameter`, `not_found`, ...).")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every non-2xx answer: ``{"error": {"message", "type", "param", "code"}}``."""
+
+    model_config = ConfigDict(extra="forbid", title="Error")
+
+    error: ErrorDetail
+
+
 class ApiError(Exception):
     """An error answered with ``status`` and an OpenAI-shaped body."""
 
     def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
                  param: str | None = None, code: str | None = None, retry: bool | None = None) -> None:
+        if not message:
+            message = _reason(status)
         super().__init__(message)
         self.status = status
         self.message = message
@@ -49,15 +74,25 @@ class ApiError(Exception):
         self.retry = retry if retry is not None else (None if status not in _NO_RETRY else False)
 
     def body(self) -> dict[str, Any]:
-        """The JSON body: ``{"error": {...}}``."""
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        """The JSON body: ``{"error": {...}}`` (an ``ErrorResponse``)."""
+        detail = ErrorDetail(message=self.message, type=self.type, param=self.param, code=self.code)
+        return ErrorResponse(error=detail).model_dump()
 
     def headers(self) -> dict[str, str]:
         return {} if self.retry is None else {"x-should-retry": "true" if self.retry else "false"}
 
-    def response(self) -> JSONResponse:
+    def response(self) -> Response:
         """The HTTP response for this error."""
-        return JSONResponse(self.body(), status_code=self.status, headers=self.headers())
+        # Messages quote client input; "replace" keeps a stray surrogate from turning an error into a crash.
+        content = json.dumps(self.body(), ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
+        return Response(content, status_code=self.status, headers=self.headers(), media_type="application/json")
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
 
 
 def from_grpc(exc: grpc.aio.AioRpcError, params: Mapping[str, str] | None = None) -> ApiError:
@@ -71,12 +106,17 @@ def from_grpc(exc: grpc.aio.AioRpcError, params: Mapping[str, str] | None = None
         log.error("coordinator error %s: %s", code.name, details)
         return ApiError(500, "internal error", type="server_error", code="internal_error")
     status, err_type, err_code = mapped
+    details = details or f"the engine answered {code.name}"
     param = None
     for field, name in (params or {}).items():
         if details.startswith(field):
             param = name
             details = f"{name}: {details}"
             break
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return ApiError(status, f"the engine refused the gateway's own API key ({details}); give the gateway a key "
+                        "the coordinator accepts (BLAST_API_KEY, or settings.api_keys / BLAST_API_KEYS shared "
+                        "with it)", type=err_type, code=err_code, retry=False)
     if code == grpc.StatusCode.UNAVAILABLE:
         details = f"the engine is unavailable: {details}"
     elif code == grpc.StatusCode.DEADLINE_EXCEEDED:

@@ -8,7 +8,11 @@
 From the config (default: the repository's ``config.yaml``) it reads
 ``settings.api_keys``, ``settings.max_request_bytes``, ``settings.gateway_host`` and
 ``settings.server_port`` (the defaults of ``--host`` and ``--port``), and the models
-``/v1/models`` lists. ``--port 0`` picks a free port; once the gateway accepts
+``/v1/models`` lists. API keys may also come from the ``BLAST_API_KEYS`` environment
+variable (comma-separated), in addition to ``settings.api_keys``; keys are never logged.
+The coordinator checks the same keys on its gRPC API, so the gateway calls it with
+``BLAST_API_KEY`` if that is set, otherwise with the first of its own keys.
+Bound to a non-loopback address without any key, it prints a warning line at start-up. ``--port 0`` picks a free port; once the gateway accepts
 connections it writes ``{"url": "http://HOST:PORT"}`` to ``--ready-file`` (atomically).
 SIGTERM or SIGINT stop it cleanly.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -25,7 +30,7 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator, Mapping
 
 import uvicorn
 import uvloop
@@ -37,6 +42,40 @@ from .app import configured_models, create_app
 log = logging.getLogger("gateway")
 
 GRACEFUL_SHUTDOWN_S = 5
+API_KEYS_ENV = "BLAST_API_KEYS"
+
+
+def api_keys(configured: Iterable[str], environ: Mapping[str, str]) -> list[str]:
+    """The accepted keys: ``settings.api_keys`` and the comma-separated ``BLAST_API_KEYS``,
+    stripped, without empty ones or repeats."""
+    keys: list[str] = []
+    for key in [*configured, *environ.get(API_KEYS_ENV, "").split(",")]:
+        key = key.strip()
+        if key and key not in keys:
+            keys.append(key)
+    return keys
+
+
+def engine_key(keys: list[str], environ: Mapping[str, str]) -> str:
+    """The key the gateway sends to the coordinator: ``BLAST_API_KEY`` (what every blast-grpc
+    client sends), else the first of its own keys (a gateway started by ``blast-grpc serve``
+    reads the coordinator's config and environment, so its keys are the coordinator's); ""
+    sends none."""
+    return environ.get("BLAST_API_KEY", "").strip() or (keys[0] if keys else "")
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a bound IP address is reachable from this machine only."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def open_bind_warning(url: str) -> str:
+    """The start-up warning for a gateway bound beyond loopback without any API key."""
+    return (f"gateway: WARNING: listening on {url} without API keys: the API is open to the network; set "
+            f"settings.api_keys or {API_KEYS_ENV} (comma-separated) to require 'Authorization: Bearer <key>'")
 
 
 def write_ready_file(path: str, url: str) -> None:
@@ -99,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     level = (args.log_level or s.blastai_log_level).upper()
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     models = configured_models(config.constraints.llm_model, config.constraints.llm_model_mini)
-    app = create_app(args.grpc_address, api_keys=s.api_keys, max_request_bytes=s.max_request_bytes, models=models)
+    keys = api_keys(s.api_keys, os.environ)
+    app = create_app(args.grpc_address, api_keys=keys, max_request_bytes=s.max_request_bytes, models=models,
+                     engine_api_key=engine_key(keys, os.environ))
     try:
         sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
     except OSError as exc:
@@ -107,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     bound = sock.getsockname()[1]
     url = f"http://{f'[{host}]' if ':' in host else host}:{bound}"
+    log.info("%d API key(s) configured", len(keys))
+    if not keys and not is_loopback(sock.getsockname()[0]):
+        print(open_bind_warning(url), file=sys.stderr, flush=True)
     uv_config = uvicorn.Config(app, log_level=level.lower(), lifespan="on", access_log=level == "DEBUG",
                                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, log_config=None)
 

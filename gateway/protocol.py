@@ -10,12 +10,14 @@ message; ``instructions`` and the other messages become context written before i
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, WithJsonSchema
 
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 
+from .convert import task_id_of
 from .errors import ApiError, from_validation, invalid
 
 # The gateway keeps what it must echo on retrieval (the model asked for, the background
@@ -29,6 +31,76 @@ RESPONSES_PARAMS = {"spec.description": "input", "spec.previous_task_id": "previ
                     "spec.metadata": "metadata"}
 CHAT_PARAMS = {"spec.description": "messages", "spec.metadata": "metadata"}
 
+_RESPONSES_ROLES = ("user", "system", "developer", "assistant")
+_RESPONSES_PART_TYPES = ("input_text", "output_text")
+_RESPONSES_ITEM_KEYS = {"type", "role", "content", "id", "status", "phase"}
+_RESPONSES_ITEM_STRINGS = ("id", "status", "phase")  # accepted (echoed back by clients) and ignored
+_CHAT_ROLES = ("user", "system", "developer", "assistant")
+_CHAT_PART_TYPES = ("text",)
+_CHAT_MESSAGE_KEYS = {"role", "content", "name", "refusal"}
+
+# JSON schemas of the fields checked by hand below, for the OpenAPI document (gateway.openapi).
+# Each accepts everything the hand checks accept (the fuzz tests rely on it: data outside a
+# schema must be refused); rules JSON Schema cannot say (the last user message is the task
+# and must not be blank) are in the descriptions and still answered with a 400.
+_NULL: dict[str, Any] = {"type": "null"}
+_ANY_NOTE = "Accepted and ignored: the engine picks and drives its own models."
+
+
+def _nullable(schema: dict[str, Any], description: str) -> WithJsonSchema:
+    return WithJsonSchema({"anyOf": [schema, _NULL], "description": description})
+
+
+def _parts(types: tuple[str, ...]) -> dict[str, Any]:
+    return {"type": "array", "items": {
+        "type": "object", "required": ["type", "text"],
+        "properties": {"type": {"enum": list(types)}, "text": {"type": "string"}}}}
+
+
+def _content(types: tuple[str, ...]) -> dict[str, Any]:
+    return {"anyOf": [{"type": "string"}, _parts(types), _NULL],
+            "description": "Text, or a list of text parts (null only for an assistant message)."}
+
+
+RESPONSES_INPUT_SCHEMA: dict[str, Any] = {
+    "description": "The task: a non-blank string, or a list of messages (text only) whose last user message is "
+                   "the task; the other messages and `instructions` are sent before it as context. `reasoning` "
+                   "items of an earlier response may be passed back and are skipped.",
+    "anyOf": [
+        {"type": "string", "minLength": 1},
+        {"type": "array", "minItems": 1, "items": {"anyOf": [
+            {"type": "object", "additionalProperties": False, "required": ["role", "content"], "properties": {
+                "type": {"const": "message"},
+                "role": {"enum": list(_RESPONSES_ROLES)},
+                "content": _content(_RESPONSES_PART_TYPES),
+                **{k: {"type": ["string", "null"]} for k in _RESPONSES_ITEM_STRINGS},
+            }},
+            {"type": "object", "required": ["type"], "properties": {"type": {"const": "reasoning"}}},
+        ]}},
+    ],
+}
+CHAT_MESSAGES_SCHEMA: dict[str, Any] = {
+    "description": "The conversation (text only); the last user message is the task, the others are sent "
+                   "before it as context.",
+    "type": "array", "minItems": 1, "items": {
+        "type": "object", "additionalProperties": False, "required": ["role", "content"], "properties": {
+            "role": {"enum": list(_CHAT_ROLES)},
+            "content": _content(_CHAT_PART_TYPES),
+            "name": {"type": "string"},
+            "refusal": {"type": ["string", "null"]},
+        }},
+}
+_MODEL = _nullable({"type": "string", "minLength": 1, "maxLength": MAX_MODEL_CHARS},
+                   "Echoed in the reply; the engine runs its own models (GET /v1/models). Default: the first of those.")
+_METADATA = _nullable({"type": "object", "additionalProperties": {"type": "string"},
+                       "maxProperties": MAX_USER_METADATA, "propertyNames": {"not": {"const": GATEWAY_KEY}}},
+                      f"String pairs kept with the task (at most {MAX_USER_METADATA}; keys of at most 64 and "
+                      f"values of at most 512 characters; {GATEWAY_KEY!r} is reserved).")
+_TOOLS = _nullable({"type": "array", "maxItems": 0}, "Not supported: blast-grpc drives the browser with its own "
+                   "tools. Only an empty list is accepted.")
+_TOOL_CHOICE = WithJsonSchema({"enum": [None, "auto", "none"], "description": "Only `auto` or `none`."})
+_TEXT_ONLY: dict[str, Any] = {"type": "object", "required": ["type"], "properties": {"type": {"const": "text"}}}
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -37,67 +109,81 @@ class _Body(BaseModel):
 class ResponsesRequest(_Body):
     """``POST /v1/responses``."""
 
-    input: Any = Field(...)  # checked by hand (responses_description) to name the exact item at fault
-    model: StrictStr | None = None
-    instructions: StrictStr | None = None
-    previous_response_id: StrictStr | None = None
-    metadata: dict[StrictStr, StrictStr] | None = None
-    stream: StrictBool | None = None
-    background: StrictBool | None = None
-    store: StrictBool | None = None  # the coordinator keeps every task; accepted for compatibility
-    tools: list[Any] | None = None
-    tool_choice: Any = None
-    text: dict[str, Any] | None = None
+    model_config = ConfigDict(title="CreateResponseRequest")
+
+    # checked by hand (responses_description) to name the exact item at fault
+    input: Annotated[Any, WithJsonSchema(RESPONSES_INPUT_SCHEMA)] = Field(...)
+    model: Annotated[StrictStr | None, _MODEL] = None
+    instructions: StrictStr | None = Field(None, description="Sent to the engine before the task, as context.")
+    previous_response_id: Annotated[StrictStr | None, _nullable(
+        {"type": "string", "minLength": 1},
+        "A response to follow up on: the engine gives the task that response's answer as context.")] = None
+    metadata: Annotated[dict[StrictStr, StrictStr] | None, _METADATA] = None
+    stream: StrictBool | None = Field(None, description="Answer with server-sent events as the task runs.")
+    background: StrictBool | None = Field(None, description="Answer at once (status `queued`); the task runs on "
+                                          "after the connection closes. Poll or stream GET /v1/responses/{id}.")
+    store: StrictBool | None = Field(None, description="Accepted for compatibility: the engine keeps every task.")
+    tools: Annotated[list[Any] | None, _TOOLS] = None
+    tool_choice: Annotated[Any, _TOOL_CHOICE] = None
+    text: Annotated[dict[str, Any] | None, _nullable(
+        {"type": "object", "properties": {"format": {"anyOf": [_TEXT_ONLY, _NULL]}}},
+        "Only text output: `format` may only be `{\"type\": \"text\"}`.")] = None
     # Sampling and serving knobs: the engine chooses these itself; accepted and ignored.
-    temperature: Any = None
-    top_p: Any = None
-    max_output_tokens: Any = None
-    max_tool_calls: Any = None
-    parallel_tool_calls: Any = None
-    reasoning: Any = None
-    include: Any = None
-    stream_options: Any = None
-    truncation: Any = None
-    service_tier: Any = None
-    user: Any = None
-    safety_identifier: Any = None
-    prompt_cache_key: Any = None
-    prompt_cache_retention: Any = None
-    top_logprobs: Any = None
+    temperature: Any = Field(None, description=_ANY_NOTE)
+    top_p: Any = Field(None, description=_ANY_NOTE)
+    max_output_tokens: Any = Field(None, description=_ANY_NOTE)
+    max_tool_calls: Any = Field(None, description=_ANY_NOTE)
+    parallel_tool_calls: Any = Field(None, description=_ANY_NOTE)
+    reasoning: Any = Field(None, description=_ANY_NOTE)
+    include: Any = Field(None, description=_ANY_NOTE)
+    stream_options: Any = Field(None, description=_ANY_NOTE)
+    truncation: Any = Field(None, description=_ANY_NOTE)
+    service_tier: Any = Field(None, description=_ANY_NOTE)
+    user: Any = Field(None, description=_ANY_NOTE)
+    safety_identifier: Any = Field(None, description=_ANY_NOTE)
+    prompt_cache_key: Any = Field(None, description=_ANY_NOTE)
+    prompt_cache_retention: Any = Field(None, description=_ANY_NOTE)
+    top_logprobs: Any = Field(None, description=_ANY_NOTE)
 
 
 class ChatRequest(_Body):
     """``POST /v1/chat/completions``."""
 
-    messages: Any = Field(...)
-    model: StrictStr | None = None
-    stream: StrictBool | None = None
-    stream_options: dict[str, Any] | None = None
-    metadata: dict[StrictStr, StrictStr] | None = None
-    store: StrictBool | None = None
-    n: int | None = None
-    tools: list[Any] | None = None
-    tool_choice: Any = None
-    response_format: dict[str, Any] | None = None
+    model_config = ConfigDict(title="CreateChatCompletionRequest")
+
+    messages: Annotated[Any, WithJsonSchema(CHAT_MESSAGES_SCHEMA)] = Field(...)
+    model: Annotated[StrictStr | None, _MODEL] = None
+    stream: StrictBool | None = Field(None, description="Answer with server-sent chunks; closing the stream "
+                                      "cancels the task.")
+    stream_options: Annotated[dict[str, Any] | None, _nullable(
+        {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+        "`include_usage`: end the stream with a usage chunk.")] = None
+    metadata: Annotated[dict[StrictStr, StrictStr] | None, _METADATA] = None
+    store: StrictBool | None = Field(None, description="Accepted for compatibility: the engine keeps every task.")
+    n: Annotated[int | None, WithJsonSchema({"enum": [1, None], "description": "Only 1: one browsing task "
+                                                                                "per request."})] = None
+    tools: Annotated[list[Any] | None, _TOOLS] = None
+    tool_choice: Annotated[Any, _TOOL_CHOICE] = None
+    response_format: Annotated[dict[str, Any] | None, _nullable(
+        _TEXT_ONLY, "Only text output: `{\"type\": \"text\"}`.")] = None
     # Sampling and serving knobs: accepted and ignored (see the module docstring).
-    temperature: Any = None
-    top_p: Any = None
-    max_tokens: Any = None
-    max_completion_tokens: Any = None
-    frequency_penalty: Any = None
-    presence_penalty: Any = None
-    stop: Any = None
-    seed: Any = None
-    user: Any = None
-    safety_identifier: Any = None
-    prompt_cache_key: Any = None
-    prompt_cache_retention: Any = None
-    reasoning_effort: Any = None
-    service_tier: Any = None
-    parallel_tool_calls: Any = None
-    logprobs: Any = None
-    top_logprobs: Any = None
-    verbosity: Any = None
+    temperature: Any = Field(None, description=_ANY_NOTE)
+    top_p: Any = Field(None, description=_ANY_NOTE)
+    max_tokens: Any = Field(None, description=_ANY_NOTE)
+    max_completion_tokens: Any = Field(None, description=_ANY_NOTE)
+    frequency_penalty: Any = Field(None, description=_ANY_NOTE)
+    presence_penalty: Any = Field(None, description=_ANY_NOTE)
+    stop: Any = Field(None, description=_ANY_NOTE)
+    seed: Any = Field(None, description=_ANY_NOTE)
+    user: Any = Field(None, description=_ANY_NOTE)
+    safety_identifier: Any = Field(None, description=_ANY_NOTE)
+    prompt_cache_key: Any = Field(None, description=_ANY_NOTE)
+    prompt_cache_retention: Any = Field(None, description=_ANY_NOTE)
+    reasoning_effort: Any = Field(None, description=_ANY_NOTE)
+    service_tier: Any = Field(None, description=_ANY_NOTE)
+    parallel_tool_calls: Any = Field(None, description=_ANY_NOTE)
+    logprobs: Any = Field(None, description=_ANY_NOTE)
+    top_logprobs: Any = Field(None, description=_ANY_NOTE)
 
 
 T = TypeVar("T", bound=BaseModel)
@@ -114,13 +200,6 @@ def parse_body(cls: type[T], body: Any) -> T:
 
 
 Message = tuple[str, str]  # (role, text)
-
-_RESPONSES_ROLES = ("user", "system", "developer", "assistant")
-_RESPONSES_PART_TYPES = ("input_text", "output_text")
-_RESPONSES_ITEM_KEYS = {"type", "role", "content", "id", "status", "phase"}
-_CHAT_ROLES = ("user", "system", "developer", "assistant")
-_CHAT_PART_TYPES = ("text",)
-_CHAT_MESSAGE_KEYS = {"role", "content", "name", "refusal"}
 
 
 def _text(content: Any, param: str, part_types: tuple[str, ...], optional: bool) -> str:
@@ -148,8 +227,10 @@ def _text(content: Any, param: str, part_types: tuple[str, ...], optional: bool)
 
 
 def _messages(items: Any, param: str, roles: tuple[str, ...], part_types: tuple[str, ...],
-              keys: set[str], item_type: str | None) -> tuple[list[Message], int]:
-    """Validate a message list; returns the messages and the index of the last user message."""
+              keys: set[str], item_type: str | None, strings: dict[str, bool]) -> tuple[list[Message], int]:
+    """Validate a message list; returns the messages and the index of the last user message.
+    ``strings``: the other keys a message may have, which must hold a string (or null, when
+    the flag says so)."""
     if not isinstance(items, list):
         raise invalid(param, f"Invalid type for '{param}': expected a string or an array of messages.", "invalid_type")
     if not items:
@@ -167,6 +248,10 @@ def _messages(items: Any, param: str, roles: tuple[str, ...], part_types: tuple[
         extra = sorted(set(item) - keys)
         if extra:
             raise invalid(f"{p}.{extra[0]}", f"Unknown parameter: '{p}.{extra[0]}'.", "unknown_parameter")
+        for key, nullable in strings.items():
+            if key in item and not (isinstance(item[key], str) or (nullable and item[key] is None)):
+                raise invalid(f"{p}.{key}", f"Invalid type for '{p}.{key}': expected a string"
+                              f"{' or null' if nullable else ''}.", "invalid_type")
         role = item.get("role")
         if role is None:
             raise invalid(f"{p}.role", f"Missing required parameter: '{p}.role'.", "missing_required_parameter")
@@ -208,14 +293,14 @@ def responses_description(req: ResponsesRequest) -> str:
             raise invalid("input", "'input' is empty: say what the task is.")
         return describe(req.input, [], req.instructions)
     msgs, last = _messages(req.input, "input", _RESPONSES_ROLES, _RESPONSES_PART_TYPES, _RESPONSES_ITEM_KEYS,
-                           item_type="message")
+                           item_type="message", strings=dict.fromkeys(_RESPONSES_ITEM_STRINGS, True))
     return describe(msgs[last][1], msgs[:last] + msgs[last + 1:], req.instructions)
 
 
 def chat_description(req: ChatRequest) -> str:
     """The task description for a chat request: the last user message, the rest as context."""
     msgs, last = _messages(req.messages, "messages", _CHAT_ROLES, _CHAT_PART_TYPES, _CHAT_MESSAGE_KEYS,
-                           item_type=None)
+                           item_type=None, strings={"name": False, "refusal": True})
     return describe(msgs[last][1], msgs[:last] + msgs[last + 1:], None)
 
 
@@ -270,6 +355,7 @@ def chat_spec(req: ChatRequest, model: str) -> pb.TaskSpec:
     if req.response_format is not None and req.response_format.get("type") != "text":
         raise invalid("response_format", "Only text output is supported: 'response_format' must be "
                       "{\"type\": \"text\"}.", "unsupported_parameter")
+    include_usage(req)  # a bad stream_options is a 400 before anything runs
     metadata = _user_metadata(req.metadata)
     metadata[GATEWAY_KEY] = json.dumps({"model": model, "api": "chat"}, separators=(",", ":"))
     return pb.TaskSpec(description=chat_description(req), metadata=metadata)
@@ -283,6 +369,42 @@ def include_usage(req: ChatRequest) -> bool:
         raise invalid("stream_options.include_usage", "Invalid type for 'stream_options.include_usage': "
                       "expected a boolean.", "invalid_type")
     return value
+
+
+R = TypeVar("R", ResponsesRequest, ChatRequest)
+
+
+@dataclass
+class Submission(Generic[R]):
+    """A request that passed every check the gateway makes: what to submit, and what to echo."""
+
+    request: R
+    model: str
+    spec: pb.TaskSpec
+
+
+def responses_submission(body: Any, default_model: str) -> Submission[ResponsesRequest]:
+    """Check a decoded ``POST /v1/responses`` body and build its task; a 400 naming the
+    parameter otherwise. Nothing is sent anywhere: a body this accepts is one that starts a
+    task (unless the coordinator refuses it)."""
+    req = parse_body(ResponsesRequest, body)
+    model = check_model(req.model, default_model)
+    prev = req.previous_response_id
+    previous_task_id = ""
+    if prev is not None:
+        previous_task_id = task_id_of(prev)
+        if not previous_task_id.strip():
+            raise invalid("previous_response_id", f"'previous_response_id' {prev[:50]!r} names no response; "
+                          "omit it or send the id of a response.")
+    return Submission(req, model, responses_spec(req, model, previous_task_id))
+
+
+def chat_submission(body: Any, default_model: str) -> Submission[ChatRequest]:
+    """Check a decoded ``POST /v1/chat/completions`` body and build its task (see
+    ``responses_submission``)."""
+    req = parse_body(ChatRequest, body)
+    model = check_model(req.model, default_model)
+    return Submission(req, model, chat_spec(req, model))
 
 
 def gateway_note(task: pb.Task) -> dict[str, Any]:

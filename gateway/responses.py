@@ -12,6 +12,7 @@ task if it is still queued or running and answers ``{"id", "object":
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import AsyncIterator
 
 import grpc
@@ -23,10 +24,10 @@ from starlette.routing import Route
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 
 from .backend import Backend
-from .convert import STATUS, TERMINAL_STATES, response_id, seconds, sum_tokens, task_id_of
+from .convert import STATUS, TERMINAL_STATES, response_id, seconds, task_id_of, tree_tokens
 from .errors import ApiError, from_grpc, invalid
 from .events import ResponseBase, ResponseEvents
-from .protocol import RESPONSES_PARAMS, ResponsesRequest, check_model, parse_body, responses_spec
+from .protocol import RESPONSES_PARAMS, responses_submission
 from .sse import ClientGone, EventStream, frame, run_unless_disconnected
 from .state import json_response, read_json, state
 
@@ -51,8 +52,8 @@ async def stream_events(backend: Backend, tr: ResponseEvents) -> AsyncIterator[R
         if tr.end is None:
             raise ApiError(503, "the engine ended the task's event stream before the task ended",
                            type="server_error", code="engine_unavailable")
-        tasks = await backend.tree(root_id, tr.tree.subtask_ids)
-        for e in tr.finish(tasks[0], sum_tokens(tasks)):
+        root = await backend.get(root_id)
+        for e in tr.finish(root, tree_tokens(root)):
             yield e
     except (grpc.aio.AioRpcError, ApiError) as exc:
         err = from_grpc(exc) if isinstance(exc, grpc.aio.AioRpcError) else exc
@@ -76,6 +77,17 @@ async def _final(backend: Backend, tr: ResponseEvents) -> Response:
     return last.response  # type: ignore[union-attr]
 
 
+def _response_id(request: Request) -> str:
+    """The ``{response_id}`` of the path. Ids are opaque and may hold a slash (the routes take
+    the rest of the path), but ``GET``/``DELETE`` on ``.../{id}/cancel`` is the cancel URL with
+    the wrong method, not a response named ``{id}/cancel``."""
+    rid: str = request.path_params["response_id"]
+    if rid.endswith("/cancel") and request.method != "POST":
+        raise ApiError(405, f"Method not allowed ({request.method} {request.url.path}): cancel a response "
+                       "with POST.", code="method_not_allowed")
+    return rid
+
+
 def _not_found(rid: str) -> ApiError:
     return ApiError(404, f"No response found with id {rid[:200]!r}.", param="response_id", code="not_found")
 
@@ -92,12 +104,8 @@ async def _get_task(backend: Backend, rid: str) -> pb.Task:
 async def create(request: Request) -> HttpResponse | EventStream:
     """``POST /v1/responses``."""
     st = state(request)
-    req = parse_body(ResponsesRequest, await read_json(request))
-    model = check_model(req.model, st.default_model)
-    prev = req.previous_response_id
-    if prev is not None and not prev.strip():
-        raise invalid("previous_response_id", "'previous_response_id' is empty; omit it or name a response.")
-    spec = responses_spec(req, model, task_id_of(prev) if prev else "")
+    sub = responses_submission(await read_json(request), st.default_model)
+    req, model, spec, prev = sub.request, sub.model, sub.spec, sub.request.previous_response_id
     try:
         task = await st.backend.submit(spec)
     except grpc.aio.AioRpcError as exc:
@@ -129,16 +137,19 @@ async def _current(backend: Backend, task: pb.Task, base: ResponseBase) -> Respo
         tr.feed(ev)
     if task.state not in TERMINAL_STATES:
         return tr.snapshot(STATUS[task.state])
-    tasks = await backend.tree(task.task_id, tr.tree.subtask_ids)
-    return tr.final(tasks[0], sum_tokens(tasks))
+    return tr.final(task, tree_tokens(task))
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 def _starting_after(request: Request) -> int:
     raw = request.query_params.get("starting_after")
     if raw is None:
         return -1
-    if not raw.lstrip("-").isdigit():
-        raise invalid("starting_after", f"Invalid value for 'starting_after': {raw[:50]!r} is not an integer.")
+    if not _INTEGER.fullmatch(raw):
+        raise invalid("starting_after", f"Invalid value for 'starting_after': {raw[:50]!r} is not an integer "
+                      "(a sequence number, at most 18 digits).")
     return int(raw)
 
 
@@ -146,7 +157,7 @@ async def retrieve(request: Request) -> HttpResponse | EventStream:
     """``GET /v1/responses/{id}``; with ``?stream=true`` the response's events are replayed
     (after ``starting_after``) and then followed live. Leaving such a stream cancels nothing."""
     st = state(request)
-    rid = request.path_params["response_id"]
+    rid = _response_id(request)
     stream = request.query_params.get("stream", "false").lower()
     if stream not in ("true", "false"):
         raise invalid("stream", f"Invalid value for 'stream': {stream[:20]!r}; expected true or false.")
@@ -180,7 +191,7 @@ async def cancel(request: Request) -> HttpResponse:
 async def delete(request: Request) -> HttpResponse:
     """``DELETE /v1/responses/{id}``: cancels the task if it still runs (the engine keeps its record)."""
     st = state(request)
-    rid = request.path_params["response_id"]
+    rid = _response_id(request)
     task = await _get_task(st.backend, rid)
     if task.state not in TERMINAL_STATES:
         await st.backend.cancel_quietly(task.task_id, "deleted through the gateway")
@@ -191,7 +202,9 @@ def routes() -> list[Route]:
     """The Responses routes, relative to the API root."""
     return [
         Route("/responses", create, methods=["POST"]),
-        Route("/responses/{response_id}", retrieve, methods=["GET"]),
-        Route("/responses/{response_id}", delete, methods=["DELETE"]),
-        Route("/responses/{response_id}/cancel", cancel, methods=["POST"]),
+        # Ids are opaque: one with a slash (".../a/b") is an unknown id (404), not an unknown URL
+        # (see _response_id).
+        Route("/responses/{response_id:path}/cancel", cancel, methods=["POST"]),
+        Route("/responses/{response_id:path}", retrieve, methods=["GET"]),
+        Route("/responses/{response_id:path}", delete, methods=["DELETE"]),
     ]

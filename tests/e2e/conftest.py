@@ -8,6 +8,7 @@ package. Every check runs against both base URLs: ``.../v1`` and the bare root.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
@@ -34,28 +35,43 @@ SMALL_BODY_LIMIT = 64 * 1024
 
 @dataclass
 class Gateway:
-    """A gateway subprocess and its root URL (``http://127.0.0.1:PORT``)."""
+    """A gateway subprocess, its root URL (``http://127.0.0.1:PORT``) and the file its stderr goes to."""
 
     url: str
     proc: subprocess.Popen[bytes]
+    log: Path
+
+    def stderr(self) -> str:
+        """Everything the gateway wrote to stderr so far (its log)."""
+        return self.log.read_text(errors="replace")
 
 
-def start_gateway(grpc_address: str, workdir: Path, name: str, settings: dict[str, Any] | None = None) -> Gateway:
-    """Start ``python -m gateway`` with its own config file; returns once it listens."""
+def start_gateway(grpc_address: str, workdir: Path, name: str, settings: dict[str, Any] | None = None, *,
+                  host: str = "127.0.0.1", port: int = 0, env: dict[str, str] | None = None,
+                  log_level: str | None = None) -> Gateway:
+    """Start ``python -m gateway`` with its own config file; returns once it listens.
+
+    Its stderr goes to ``<workdir>/<name>.log``. ``BLAST_API_KEYS`` and ``BLAST_API_KEY`` are not
+    inherited from the test run's environment (only what ``env`` adds), so each gateway's keys
+    are its config's."""
     config = workdir / f"{name}.yaml"
     config.write_text(yaml.safe_dump({"settings": {"api_keys": [], **(settings or {})}}))
     ready = workdir / f"{name}.ready.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "--grpc-address", grpc_address, "--host", "127.0.0.1", "--port", "0",
-         "--config", str(config), "--ready-file", str(ready)],
-        cwd=ROOT, start_new_session=True,
-    )
+    log = workdir / f"{name}.log"
+    environ = {k: v for k, v in os.environ.items() if k not in ("BLAST_API_KEYS", "BLAST_API_KEY")}
+    environ.update(env or {})
+    args = [sys.executable, "-m", "gateway", "--grpc-address", grpc_address, "--host", host, "--port", str(port),
+            "--config", str(config), "--ready-file", str(ready)]
+    if log_level is not None:
+        args += ["--log-level", log_level]
+    with log.open("wb") as err:
+        proc = subprocess.Popen(args, cwd=ROOT, start_new_session=True, env=environ, stderr=err)
     try:
         info = wait_ready_file(ready, proc)
     except BaseException:
         stop_process(proc)
         raise
-    return Gateway(str(info["url"]), proc)
+    return Gateway(str(info["url"]), proc, log)
 
 
 @pytest.fixture(scope="session")

@@ -50,11 +50,11 @@ async def test_chat_without_streaming(aoai: openai.AsyncOpenAI, client: Client, 
     choice = done.choices[0]
     assert choice.finish_reason == "stop" and choice.message.role == "assistant"
     assert GORILLAS["Europe"].name in (choice.message.content or "")
-    # The usage is the task's, as the engine recorded it.
+    # The usage is the task tree's, as the engine recorded it.
     task = await client.get_task(done.id.removeprefix("chatcmpl-"))
     assert done.usage is not None
-    assert done.usage.prompt_tokens == sum(u.prompt_tokens for u in task.usage) > 0
-    assert done.usage.completion_tokens == sum(u.completion_tokens for u in task.usage) > 0
+    assert done.usage.prompt_tokens == sum(u.prompt_tokens for u in task.tree_usage) > 0
+    assert done.usage.completion_tokens == sum(u.completion_tokens for u in task.tree_usage) > 0
     # The system message went to the engine as context, the user message as the task.
     assert "careful browsing assistant" in task.spec.description
     assert task.spec.description.endswith(f"Task: {gorilla_task(site, 'Europe')}")

@@ -99,4 +99,10 @@ def test_unknown_url_and_method(base_url: str, oai: openai.OpenAI) -> None:
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_url"
     r = httpx.put(f"{base_url}/responses", json={}, timeout=10)
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    # The cancel URL takes POST only; an id with a slash is an unknown id, not an unknown URL.
+    for method in ("GET", "DELETE"):
+        r = httpx.request(method, f"{base_url}/responses/resp_x/cancel", timeout=10)
+        assert r.status_code == 405 and "POST" in r.json()["error"]["message"], r.text
+    r = httpx.get(f"{base_url}/responses/resp_a%2Fb", timeout=10)
+    assert r.status_code == 404 and r.json()["error"]["param"] == "response_id", r.text
     still_serving(oai)

@@ -14,7 +14,7 @@ from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 from blast_grpc.demo_site.facts import GORILLAS
 from blast_grpc.demo_site.server import DemoSite
 
-from .conftest import apoll, gorilla_task, poll, slow_task
+from .conftest import Gateway, apoll, gorilla_task, poll, slow_task
 
 MODEL = "gpt-4.1"
 REASONING_EVENTS = {
@@ -159,11 +159,30 @@ async def test_usage_is_summed_over_the_task(aoai: openai.AsyncOpenAI, client: C
     task = await client.get_task(resp.id.removeprefix("resp_"))
     assert task.state == pb.TASK_STATE_COMPLETED
     assert resp.usage is not None
-    assert resp.usage.input_tokens == sum(u.prompt_tokens for u in task.usage) > 0
-    assert resp.usage.output_tokens == sum(u.completion_tokens for u in task.usage) > 0
+    assert resp.usage.input_tokens == sum(u.prompt_tokens for u in task.tree_usage) > 0
+    assert resp.usage.output_tokens == sum(u.completion_tokens for u in task.tree_usage) > 0
     assert resp.usage.total_tokens == resp.usage.input_tokens + resp.usage.output_tokens
     got = await apoll(lambda: aoai.responses.retrieve(resp.id), _settled)
     assert got.usage == resp.usage
+
+
+@pytest.mark.asyncio
+async def test_usage_covers_every_subtask(gateway: Gateway, client: Client, site: DemoSite) -> None:
+    # A task with a subtask (the session engine allows one level of nesting, so the child answers
+    # at once): the usage is the whole tree's (Task.tree_usage), more than the task's own.
+    # (One base URL only: the tree is the point, not the route.)
+    async with openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0,
+                                  timeout=120) as oai:
+        resp = await oai.responses.create(model=MODEL, input=f"Nested tour of Asia from {site.url}index.html")
+        assert resp.status == "completed" and resp.output_text
+        task = await client.get_task(resp.id.removeprefix("resp_"))
+        assert len(task.subtask_ids) == 1
+        assert resp.usage is not None
+        assert resp.usage.input_tokens == sum(u.prompt_tokens for u in task.tree_usage) \
+            > sum(u.prompt_tokens for u in task.usage)
+        assert resp.usage.output_tokens == sum(u.completion_tokens for u in task.tree_usage) \
+            > sum(u.completion_tokens for u in task.usage)
+        assert (await oai.responses.retrieve(resp.id)).usage == resp.usage
 
 
 def test_no_scenario_task_still_completes(oai: openai.OpenAI) -> None:
