@@ -37,7 +37,7 @@ def start_sim(workdir: str, extra: list[str]) -> tuple[subprocess.Popen[bytes], 
 async def run_demo(task: str | None, sim_url: str, site_url: str) -> int:
     overrides = {"settings": {"grpc_port": 0, "metrics_port": 0, "gateway": False, "allow_loopback": True,
                               "llm_endpoints": {"default": {"base_url": sim_url}}}}
-    task = task or f"On {site_url}/index.html find the largest gorilla in Asia"
+    task = task or f"On {site_url.rstrip('/')}/index.html find the largest gorilla in Asia"
     print(f"demo: simulated model at {sim_url}, demo site at {site_url}", flush=True)
     async with Engine.create(overrides=overrides) as engine:
         print(f"demo: engine at {engine.address}; running: {task}", flush=True)
