@@ -1,13 +1,19 @@
 """Talking to OpenAI-compatible model endpoints, and counting what it costs.
 
-One ``AsyncOpenAI`` client per endpoint. The SDK retries 429 and 5xx answers with
-exponential backoff (``settings.llm_max_retries`` times, honouring ``retry-after``);
-each call has ``settings.llm_timeout_s``. ``UsageMeter`` accumulates tokens per model
-so the worker can report them to the coordinator as deltas.
+One ``AsyncOpenAI`` client per endpoint. Every request has a hard deadline of
+``settings.llm_timeout_s`` (the whole answer, not just the time between two bytes,
+so an endpoint that stalls mid-answer or trickles is cut off too). Timeouts,
+connection errors, 408/409/429 and 5xx answers are retried ``settings.llm_max_retries``
+times with exponential backoff (``retry-after`` honoured up to ``BACKOFF_MAX_S``);
+then ``LLMUnavailable`` says what went wrong and how often it was tried. Other
+answers (400, 401, 404, ...) fail at once. So one ``chat`` call takes at most about
+``(llm_max_retries + 1) * llm_timeout_s`` plus the backoff. ``UsageMeter`` accumulates
+tokens per model so the worker can report them to the coordinator as deltas.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -17,9 +23,27 @@ from openai.types.chat import ChatCompletionMessage
 
 from .config import Config, model_name
 
+BACKOFF_BASE_S = 0.5
+BACKOFF_MAX_S = 8.0
+
 
 class LLMUnavailable(RuntimeError):
     """No endpoint is configured, or the endpoint failed after its retries."""
+
+
+def _retryable(status: int) -> bool:
+    return status in (408, 409, 429) or status >= 500
+
+
+def _backoff(attempt: int, exc: openai.APIStatusError | None = None) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: ``retry-after`` if given, else exponential."""
+    if exc is not None:
+        raw = exc.response.headers.get("retry-after")
+        try:
+            return min(max(float(raw), 0.0), BACKOFF_MAX_S) if raw is not None else _backoff(attempt)
+        except ValueError:
+            pass
+    return min(BACKOFF_BASE_S * 2 ** (attempt - 1), BACKOFF_MAX_S)
 
 
 @dataclass
@@ -69,7 +93,7 @@ class LLM:
                 base_url=ep.base_url,
                 api_key=api_key or "not-needed",
                 timeout=s.llm_timeout_s,
-                max_retries=s.llm_max_retries,
+                max_retries=0,  # retried in chat(), where each attempt has a hard deadline
             )
         return self._clients[key]
 
@@ -91,16 +115,29 @@ class LLM:
         kwargs: dict[str, Any] = {"model": name, "messages": messages}
         if tools:
             kwargs["tools"] = tools
-        try:
-            resp = await self._client(model).chat.completions.create(**kwargs)
-        except openai.APIStatusError as exc:
-            raise LLMUnavailable(f"model {name!r} answered HTTP {exc.status_code}: {exc.message}") from exc
-        except openai.APITimeoutError as exc:
-            raise LLMUnavailable(
-                f"model {name!r} did not answer within {self._config.settings.llm_timeout_s}s"
-            ) from exc
-        except openai.APIConnectionError as exc:
-            raise LLMUnavailable(f"cannot reach the endpoint for model {name!r}: {exc}") from exc
+        client = self._client(model)
+        s = self._config.settings
+        attempts = s.llm_max_retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                async with asyncio.timeout(s.llm_timeout_s):
+                    resp = await client.chat.completions.create(**kwargs)
+                break
+            except (TimeoutError, openai.APITimeoutError):
+                problem = f"did not answer within settings.llm_timeout_s = {s.llm_timeout_s:g}s"
+                wait = _backoff(attempt)
+            except openai.APIStatusError as exc:
+                problem = f"answered HTTP {exc.status_code}: {exc.message}"
+                if not _retryable(exc.status_code):
+                    raise LLMUnavailable(f"model {name!r} {problem}") from exc
+                wait = _backoff(attempt, exc)
+            except openai.APIConnectionError as exc:
+                problem, wait = f"cannot be reached at {client.base_url}: {exc}", _backoff(attempt)
+            if attempt == attempts:
+                tries = "once" if attempts == 1 else f"{attempts} times"
+                raise LLMUnavailable(f"model {name!r} {problem} (tried {tries}; settings.llm_max_retries = "
+                                     f"{s.llm_max_retries})")
+            await asyncio.sleep(wait)
         if resp.usage is not None:
             meter.add(name, resp.usage.prompt_tokens, resp.usage.completion_tokens)
         else:

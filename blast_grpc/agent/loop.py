@@ -9,8 +9,15 @@
 The conversation sent to the model is: system (with the plan), ``TASK: ...``, one
 assistant message and its tool results per past step, and the current observation
 last. Old observations are not resent, so a request stays bounded by the step count.
-The step timeout bounds the model call and browser actions; waiting for subtasks has
-its own limit (``settings.subtask_wait_timeout_s``).
+
+Every wait has a deadline: reading the page ``settings.action_timeout_s``; the model
+call and each browser action ``settings.step_timeout_s`` (a model that misses it
+``MAX_SILENT_STEPS`` steps in a row fails the task; one LLM request is bounded in
+``llm.py``); waiting for subtasks ``settings.subtask_wait_timeout_s``. What the engine
+did on the page's behalf (a dialog dismissed, a popup closed, a download refused) is
+appended to the tool result of the action during which it happened, or shown as a
+``NOTE:`` of the next observation. With secrets, everything the model sees and every
+step report is redacted (``secrets.py``).
 """
 
 from __future__ import annotations
@@ -28,8 +35,9 @@ from ..llm import LLM, UsageMeter
 from .observe import Observation, observe, page_text
 from .planner import make_plan
 from .replay import Recorder, Replayer
+from .secrets import Secrets
 from .subtasks import SUBTASK_TOOL_NAMES, SUBTASK_TOOLS, Broker, run_subtask_tool
-from .tools import BROWSER_TOOLS, Action, ActionError, Browser, HasPage, parse_call
+from .tools import BROWSER_TOOLS, Action, ActionError, Browser, HasPage, ToolFailed, parse_call
 
 SYSTEM_PROMPT = (
     "You are a browser agent. You see the current page as an OBSERVATION: its URL, title, "
@@ -44,6 +52,7 @@ EXTRACT_PROMPT = (
     "does not contain the answer."
 )
 MAX_BAD_CALLS_PER_STEP = 3
+MAX_SILENT_STEPS = 2  # consecutive steps in which the model did not answer in time before the task fails
 
 
 @dataclass
@@ -90,12 +99,16 @@ class Agent:
     replay: str = ""
     recorder: Recorder = field(default_factory=Recorder)
     tools: list[dict[str, Any]] = field(default_factory=list)
+    # Values the model types by placeholder and never sees (settings.secrets_file_path).
+    secrets: Secrets = field(default_factory=Secrets)
+    # The step being worked on (0 before the first): a worker reports it if the browser dies.
+    current_step: int = 0
 
     def __post_init__(self) -> None:
         self.tools = list(BROWSER_TOOLS) + (list(SUBTASK_TOOLS) if self.broker is not None else [])
 
     async def _extract(self, page: Page, query: str) -> tuple[str, str]:
-        text = await page_text(page)
+        text = self.secrets.redact(await page_text(page, self.config.settings.action_timeout_s))
         if self.extractor is not None:
             if self.gate is not None:
                 await self.gate()
@@ -111,17 +124,18 @@ class Agent:
                   prior: list[tuple[str, str]] | None = None) -> Outcome:
         """Run the task in the holder's page (read afresh at every use: it may be replaced)."""
         s = self.config.settings
-        browser = Browser(session, s.action_timeout_s, self.refusal)
+        browser = Browser(session, s.action_timeout_s, self.refusal, self.secrets)
         if initial_url:
             await browser.execute(Action("go_to_url", {"url": initial_url}, "initial"))
         task_msg = task_message(task, prior or [], self.copy, self.copies)
-        system = SYSTEM_PROMPT
+        system = SYSTEM_PROMPT + (f"\n\n{self.secrets.prompt()}" if self.secrets else "")
         replayer = Replayer(self.replay)
         if s.planner:
             if replayer.plan:
                 plan = replayer.plan
             else:
-                seen = None if session.page.url in ("", "about:blank") else (await observe(session.page)).render(
+                blank = session.page.url in ("", "about:blank")
+                seen = None if blank else (await self._observe(session, drain=False)).render(
                     0, s.max_steps, s.observation_max_chars)
                 plan = await make_plan(self.llm, self.meter, self.config, task_msg, seen, self.broker is not None,
                                        self.gate)
@@ -131,18 +145,27 @@ class Agent:
             system += "\n\nYour plan:\n" + plan
         offered = {t["function"]["name"]: t["function"]["parameters"]["required"] for t in self.tools}
         history: list[dict[str, Any]] = [{"role": "system", "content": system}, {"role": "user", "content": task_msg}]
+        silent = 0
         for number in range(1, s.max_steps + 1):
-            obs = await observe(session.page)
+            self.current_step = number
+            obs = await self._observe(session)
             replayed = replayer.next(number, obs)
             try:
                 async with asyncio.timeout(s.step_timeout_s):
                     actions, thought = replayed or await self._decide(obs, history, number, offered)
             except TimeoutError:
-                result = f"Error: the model did not answer within the step limit of {s.step_timeout_s}s"
-                await self.on_step(StepReport(number, "", "(timed out)", session.page.url, result))
+                silent += 1
+                result = f"Error: the model did not answer within the step limit of {s.step_timeout_s:g}s"
+                await self.on_step(StepReport(number, "", "(timed out)", self._url(session), result))
+                if silent >= MAX_SILENT_STEPS:
+                    raise AgentFailed(f"the model did not answer within settings.step_timeout_s = "
+                                      f"{s.step_timeout_s:g}s in {silent} steps in a row") from None
                 continue
+            silent = 0
             self.recorder.add(actions, thought, obs)
             results, details, outcome = [], [], None
+            if obs.notes:  # what the model was told along with the page, for the step event
+                details.append(json.dumps({"observation_notes": obs.notes, "pages": _pages(session)}))
             for action in actions:
                 if action.name == "done":
                     outcome = Outcome(str(action.args.get("text", "")), bool(action.args.get("success", True)), number)
@@ -154,15 +177,35 @@ class Agent:
             history.append(_assistant_calls(actions[: len(results)], thought))
             history += [{"role": "tool", "tool_call_id": a.call_id, "content": r}
                         for a, r in zip(actions, results, strict=False)]
-            await self.on_step(StepReport(number, thought, "; ".join(a.describe() for a in actions[: len(results)]),
-                                          session.page.url, "\n".join(results), "\n".join(d for d in details if d),
+            await self.on_step(StepReport(number, self.secrets.redact(thought),
+                                          "; ".join(a.describe() for a in actions[: len(results)]),
+                                          self._url(session), "\n".join(results), "\n".join(d for d in details if d),
                                           replayed=replayed is not None))
             if outcome is not None:
                 return outcome
         raise AgentFailed(f"step limit reached ({s.max_steps} steps) without an answer")
 
+    def _url(self, session: HasPage) -> str:
+        return self.secrets.redact(session.page.url)
+
+    async def _observe(self, session: HasPage, drain: bool = True) -> Observation:
+        """The page as the model may see it: bounded in time, with the engine's notes, secrets redacted."""
+        obs = await observe(session.page, self.config.settings.action_timeout_s)
+        if drain:
+            obs.notes = session.take_notes() + obs.notes
+        return self.secrets.redact_observation(obs)
+
     async def _act(self, browser: Browser, action: Action) -> tuple[str, str]:
-        """Run one non-final action; returns (tool result text, detail for the step event)."""
+        """Run one non-final action; returns (tool result, step detail), redacted, with the engine's notes."""
+        text, detail = await self._act_raw(browser, action)
+        notes = browser.take_notes()
+        if notes:
+            text += "".join(f"\nNote: {n}" for n in notes)
+            extra = {"notes": notes, "pages": _pages(browser)}
+            detail = json.dumps({**(json.loads(detail) if detail else {}), **extra})
+        return self.secrets.redact(text), self.secrets.redact(detail)
+
+    async def _act_raw(self, browser: Browser, action: Action) -> tuple[str, str]:
         s = self.config.settings
         if action.name in SUBTASK_TOOL_NAMES:
             assert self.broker is not None
@@ -177,8 +220,10 @@ class Agent:
                     answer, detail = await self._extract(browser.page, str(action.args["query"]))
                     return "Extracted: " + answer, detail
                 return await browser.execute(action), ""
+        except ToolFailed as exc:
+            return f"Error: {action.name} failed: {exc}", ""
         except TimeoutError:
-            return f"Error: {action.name} took longer than {s.step_timeout_s}s and was abandoned", ""
+            return f"Error: {action.name} took longer than {s.step_timeout_s:g}s and was abandoned", ""
 
     async def _decide(
         self, seen: Observation, history: list[dict[str, Any]], number: int, offered: dict[str, list[str]]
@@ -208,6 +253,14 @@ class Agent:
                 corrections += [{"role": "assistant", "content": thought or None, "tool_calls": raw}]
                 corrections += [{"role": "tool", "tool_call_id": c.id, "content": f"Error: {problem}"} for c in calls]
         raise AgentFailed(f"the model made {MAX_BAD_CALLS_PER_STEP} unusable tool calls in step {number}: {problem}")
+
+
+def _pages(holder: HasPage | Browser) -> int:
+    """How many pages the task's context has open (1 unless something leaked)."""
+    try:
+        return len(holder.page.context.pages)
+    except Exception:
+        return 0
 
 
 def task_message(task: str, prior: list[tuple[str, str]], copy: int = 0, copies: int = 0) -> str:

@@ -2,7 +2,9 @@
 
 ``parse_call`` turns a tool call into an ``Action`` or an ``ActionError`` that is
 reported back to the model; ``Browser.execute`` performs an action on the page and
-returns the text the model gets as the tool result.
+returns the text the model gets as the tool result. A navigation that times out is
+stopped (the page that was there stays usable); a URL that is a file download is
+refused; ``type`` swaps secret placeholders for their values right before ``fill()``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,12 @@ from typing import Any, Callable, Protocol
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
 from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+from .observe import stop_loading
+from .popups import blocked_popups, popup_note
+from .secrets import SecretError, Secrets
+
+NAVIGATING = frozenset({"go_to_url", "click", "type", "go_back"})  # actions that may start a page load
 
 
 def _fn(name: str, description: str, props: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -66,6 +74,10 @@ class ActionError(ValueError):
     """A tool call the model must correct; the message is sent back to it."""
 
 
+class ToolFailed(RuntimeError):
+    """A tool could not do its work (e.g. an extraction process died); the model gets ``Error: ...``."""
+
+
 @dataclass
 class Action:
     name: str
@@ -104,19 +116,27 @@ class HasPage(Protocol):
     @property
     def page(self) -> Page: ...
 
+    def take_notes(self) -> list[str]:
+        """What the engine did on the page's behalf since the last call (dialogs, popups, downloads)."""
+        ...
+
 
 class Browser:
     """Carries out page actions on the holder's page; ``timeout_s`` bounds each Playwright call."""
 
     def __init__(self, holder: HasPage, timeout_s: float,
-                 refusal: Callable[[str], str | None] = lambda url: None) -> None:
+                 refusal: Callable[[str], str | None] = lambda url: None, secrets: Secrets | None = None) -> None:
         self._holder = holder
         self._timeout_ms = timeout_s * 1000
         self._refusal = refusal  # the navigation policy (the context also enforces it on every request)
+        self._secrets = secrets or Secrets()
 
     @property
     def page(self) -> Page:
         return self._holder.page
+
+    def take_notes(self) -> list[str]:
+        return self._holder.take_notes()
 
     def _element(self, index: int) -> Any:
         return self.page.locator(f'[data-blast-idx="{index}"]').first
@@ -130,11 +150,26 @@ class Browser:
     async def execute(self, action: Action) -> str:
         """Run the action; failures come back as ``Error: ...`` text for the model."""
         try:
-            return await self._execute(action)
+            result = await self._execute(action)
+            if action.name in NAVIGATING or action.name == "select_option":
+                popups = await blocked_popups(self.page, self._timeout_ms / 1000)
+                result += "".join(f"\nNote: {popup_note(u)}" for u in popups)
+            return result
         except PlaywrightTimeout:
-            return f"Error: {action.name} timed out after {self._timeout_ms / 1000:.0f}s"
+            seconds = f"{self._timeout_ms / 1000:g}s"
+            if action.name not in NAVIGATING:
+                return f"Error: {action.name} timed out after {seconds}"
+            await stop_loading(self.page, self._timeout_ms / 1000)
+            return (f"Error: {action.name} timed out after {seconds}: the page did not finish loading, so loading "
+                    f"was stopped; the current page is {self.page.url}")
+        except SecretError as exc:
+            return f"Error: {action.name}: {exc}"
         except PlaywrightError as exc:
-            return f"Error: {action.name} failed: {str(exc).splitlines()[0]}"
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if "Download is starting" in first:
+                return (f"Error: {action.args.get('url', 'the page')} is a file download, not a page; "
+                        "downloads are refused (the file was not saved)")
+            return f"Error: {action.name} failed: {first}"
 
     async def _execute(self, a: Action) -> str:
         t = self._timeout_ms
@@ -155,7 +190,7 @@ class Browser:
             el = self._element(a.args["index"])
             if await el.count() == 0:
                 return f"Error: no element [{a.args['index']}] on the page"
-            await el.fill(str(a.args["text"]), timeout=t)
+            await el.fill(self._secrets.reveal(str(a.args["text"])), timeout=t)
             if a.args.get("submit"):
                 await el.press("Enter", timeout=t)
                 await self._settle()

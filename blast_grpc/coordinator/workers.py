@@ -29,6 +29,7 @@ from .._proto.blast.worker.v1 import worker_pb2 as wpb
 from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
 from ..config import Config
 from ..extraction import cleanup_blocks
+from ..worker.exits import exit_reason
 
 log = logging.getLogger("blast_grpc.supervisor")
 
@@ -71,7 +72,8 @@ def _describe_exit(code: int) -> str:
             return f"killed by {signal.Signals(-code).name}"
         except ValueError:
             return f"killed by signal {-code}"
-    return f"exited with code {code}"
+    why = exit_reason(code)
+    return f"exited with code {code}: {why}" if why else f"exited with code {code}"
 
 
 class Supervisor:
@@ -146,7 +148,7 @@ class Supervisor:
             code = await proc.wait()
             self._kill_group(proc)
             # The worker created these shared-memory blocks and can no longer unlink them.
-            cleanup_blocks(h.worker_id, keep_live_owners=False)
+            cleanup_blocks(h.worker_id, keep_live_owners=False, pid=proc.pid)
             h.last_exit = _describe_exit(code)
             if self._stopping:
                 break

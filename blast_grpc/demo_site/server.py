@@ -1,6 +1,6 @@
 """Serve the demo site on loopback with the standard library, and record what was fetched.
 
-Besides the static pages there are two test hooks:
+Besides the static pages there are test hooks:
 
 * ``GET /_access_log`` — the paths requested so far, as a JSON list (this request
   itself is not recorded, so reading the log does not change it);
@@ -10,7 +10,9 @@ Besides the static pages there are two test hooks:
   cookies the browser sent as ``Cookies seen: a=1; b=1`` (or ``none``); used to check
   that tasks do not share browser state;
 * ``GET /_motto`` — ``Motto: <DemoSite.motto>``, a page a test can change between two
-  runs of the same task (plan-cache replay on a changed page).
+  runs of the same task (plan-cache replay on a changed page);
+* hostile pages for the fault tests (an endless redirect, a file download, JavaScript
+  dialogs, popup windows): see ``hazards``.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ import argparse
 import json
 import os
 import signal
+import sys
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from . import hazards
 
 PAGES_DIR = Path(__file__).parent / "pages"
 MAX_SLOW_SECONDS = 300.0
@@ -51,6 +56,10 @@ class _Handler(SimpleHTTPRequestHandler):
             body = (f"<!DOCTYPE html><html><head><title>Motto</title></head><body>"
                     f"<p>Motto: {self.server.site.motto}</p></body></html>").encode()
             self._send(200, "text/html; charset=utf-8", body)
+            return
+        reply = hazards.answer(path, urlsplit(self.path).query)
+        if reply is not None:
+            self._send(reply.status, reply.content_type, reply.body, reply.headers)
             return
         super().do_GET()
 
@@ -90,10 +99,12 @@ class _Handler(SimpleHTTPRequestHandler):
                f"<body><p>This page took {seconds:g} seconds.</p></body></html>"
         self._send(200, "text/html; charset=utf-8", body.encode())
 
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
+    def _send(self, status: int, content_type: str, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -109,6 +120,11 @@ class _Handler(SimpleHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # a hung client must not keep the process alive
     site: DemoSite
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return  # the browser gave up on a slow page before it was sent: expected, not worth a traceback
+        super().handle_error(request, client_address)
 
 
 class DemoSite:

@@ -119,13 +119,16 @@ def _owner_alive(pid: int) -> bool:
         return False
 
 
-def cleanup_blocks(owner_tag: str, *, keep_live_owners: bool = True) -> list[str]:
+def cleanup_blocks(owner_tag: str, *, keep_live_owners: bool = True, pid: int | None = None) -> list[str]:
     """Unlink the blocks ``/dev/shm/blast_<owner_tag>_<pid>_<n>`` left behind; return their names.
 
     The supervisor calls this after the worker tagged ``owner_tag`` died. With
     ``keep_live_owners`` (the default) blocks whose creator pid is still running
     are kept: they belong to a live process, such as the restarted worker that
-    reuses the tag. Blocks another cleaner removes first are skipped silently.
+    reuses the tag. With ``pid`` only the blocks that process created are
+    considered: other engines on the same machine have workers with the same
+    tags (``w1``, ...), and their blocks are none of this supervisor's business.
+    Blocks another cleaner removes first are skipped silently.
     """
     check_owner_tag(owner_tag)
     pattern = re.compile(rf"^{PREFIX}_{re.escape(owner_tag)}_(\d+)_\d+$")
@@ -136,7 +139,9 @@ def cleanup_blocks(owner_tag: str, *, keep_live_owners: bool = True) -> list[str
         return []
     for name in entries:
         m = pattern.match(name)
-        if m is None or (keep_live_owners and _owner_alive(int(m.group(1)))):
+        if m is None or (pid is not None and int(m.group(1)) != pid):
+            continue
+        if keep_live_owners and _owner_alive(int(m.group(1))):
             continue
         try:
             os.unlink(SHM_DIR / name)

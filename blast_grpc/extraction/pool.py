@@ -7,7 +7,9 @@ the first error), merges the answers and unlinks the block — on success, on
 error and on cancellation. Chunks not yet started when the extraction ends are
 cancelled; chunks already handed to a reader finish there, find the block gone
 or have their answer dropped. If a reader process dies the executor is broken:
-the extraction fails with ``ExtractionError`` and the next one gets a new executor.
+the extraction fails with ``ExtractionError`` (naming what died) and a new executor
+is started at once in the background (``_respawn``), so the pool is back to
+``processes`` readers even before the next extraction needs them.
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ class ExtractionPool:
         self._model = model_name(config.constraints.llm_model_mini)
         self._executor: ProcessPoolExecutor | None = None
         self._retired: list[ProcessPoolExecutor] = []
+        self._respawning: asyncio.Task[None] | None = None
         self._closed = False
 
     def _live_executor(self) -> ProcessPoolExecutor:
@@ -116,10 +119,19 @@ class ExtractionPool:
         if self._executor is executor:
             self._executor = None
             log.warning("extraction pool %s: a reader process died; starting new processes", self._tag)
+            if not self._closed and (self._respawning is None or self._respawning.done()):
+                self._respawning = asyncio.create_task(self._respawn(), name=f"extraction-respawn-{self._tag}")
         if executor not in self._retired:
             self._retired.append(executor)
             await asyncio.to_thread(_stop_executor, executor, 0.0)
             self._retired.remove(executor)
+
+    async def _respawn(self) -> None:
+        """Start the replacement readers now (the next extraction would otherwise wait for them)."""
+        try:
+            await self.start()
+        except ExtractionError as exc:
+            log.error("extraction pool %s: %s", self._tag, exc)
 
     def reader_pids(self) -> list[int]:
         """The pids of the reader processes running now (diagnostics)."""
@@ -206,6 +218,9 @@ class ExtractionPool:
         if self._closed:
             return
         self._closed = True
+        if self._respawning is not None:
+            self._respawning.cancel()
+            await asyncio.gather(self._respawning, return_exceptions=True)
         executors = [e for e in [self._executor, *self._retired] if e is not None]
         self._executor, self._retired = None, []
         for executor in executors:

@@ -22,6 +22,8 @@ from typing import Any, Awaitable, Callable
 
 from playwright.async_api import Browser, BrowserContext
 
+from ..agent.popups import BLOCK_POPUPS_SCRIPT
+
 log = logging.getLogger("blast_grpc.worker")
 
 Prepare = Callable[[BrowserContext], Awaitable[None]]
@@ -40,8 +42,13 @@ class IdleContexts:
         self._closed = False
 
     async def new_context(self, storage_state: Any = None) -> BrowserContext:
-        """A fresh context (optionally with saved cookies and storage) with one page open."""
-        ctx = await self._browser.new_context(storage_state=storage_state)
+        """A fresh context (optionally with saved cookies and storage) with one page open.
+
+        Downloads are refused (``accept_downloads=False``): a task never writes files on the worker;
+        popup windows are blocked in every page (``BLOCK_POPUPS_SCRIPT``).
+        """
+        ctx = await self._browser.new_context(storage_state=storage_state, accept_downloads=False)
+        await ctx.add_init_script(BLOCK_POPUPS_SCRIPT)
         await self._prepare(ctx)
         await ctx.new_page()
         return ctx

@@ -2,7 +2,10 @@
 
 Started by the coordinator's supervisor (``blast-grpc worker ...``) or by hand on
 another host. It exits when its browser disconnects (so the supervisor restarts a
-whole, healthy worker) and on SIGTERM, after closing its browser.
+whole, healthy worker), with ``EXIT_BROWSER_LOST`` after telling each running task
+what died, and on SIGTERM, after closing its browser. It logs at
+``settings.blastai_log_level`` and loads ``settings.secrets_file_path`` once at start;
+secret values are redacted from its log output.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -21,30 +23,24 @@ import uvloop
 from playwright.async_api import async_playwright
 
 from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
+from ..agent.secrets import Secrets, install_log_redaction
 from ..chromium import CHROMIUM_ARGS, find_chromium
-from ..config import load_config
+from ..config import Config, load_config
 from ..extraction import ExtractionPool
 from ..llm import LLM
+from ..procutil import die_with_parent
 from .contexts import IdleContexts
+from .exits import EXIT_BROWSER_LOST
 from .navigation import UrlPolicy
 from .navigation import install as install_policy
 from .service import WorkerService
 
 log = logging.getLogger("blast_grpc.worker")
-EXIT_BROWSER_LOST = 3
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to send SIGTERM when the coordinator goes away, so no worker is orphaned."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-async def serve(worker_id: str, address: str, config_path: str | None, broker_address: str | None) -> int:
-    config = load_config(config_path)
+async def serve(worker_id: str, address: str, config: Config, broker_address: str | None) -> int:
+    secrets = Secrets.load(config.settings.secrets_file_path)
+    install_log_redaction(secrets)
     chromium = find_chromium(config.settings.local_browser_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -53,12 +49,16 @@ async def serve(worker_id: str, address: str, config_path: str | None, broker_ad
     exit_code = 0
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        service: WorkerService | None = None
 
         def lost(_: object) -> None:
             nonlocal exit_code
             if not stop.is_set():
                 log.error("worker %s: Chromium disconnected; exiting so the supervisor restarts it", worker_id)
                 exit_code = EXIT_BROWSER_LOST
+                if service is not None:
+                    service.browser_lost(f"the Chromium browser of worker {worker_id} died (its process exited or "
+                                         "was killed) during the task")
                 stop.set()
 
         browser.on("disconnected", lost)
@@ -77,8 +77,8 @@ async def serve(worker_id: str, address: str, config_path: str | None, broker_ad
                             lambda ctx: install_policy(ctx, policy))
         idle.start()
         server = grpc.aio.server()
-        wgrpc.add_WorkerServiceServicer_to_server(
-            WorkerService(worker_id, config, browser, llm, idle, policy, broker, extraction), server)
+        service = WorkerService(worker_id, config, browser, llm, idle, policy, broker, extraction, secrets)
+        wgrpc.add_WorkerServiceServicer_to_server(service, server)
         if server.add_insecure_port(address) == 0:
             raise SystemExit(f"worker {worker_id}: cannot listen on {address}")
         await server.start()
@@ -107,10 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default=None)
     ap.add_argument("--broker", default=None, help="the coordinator's TaskBrokerService address")
     args = ap.parse_args(argv)
-    _die_with_parent()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        stream=sys.stderr)
-    return uvloop.run(serve(args.worker_id, args.address, args.config, args.broker))
+    die_with_parent()
+    config = load_config(args.config)
+    logging.basicConfig(level=config.settings.blastai_log_level.upper(),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    return uvloop.run(serve(args.worker_id, args.address, config, args.broker))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,13 @@
 Cancelling the call (the coordinator does this for CancelTask, for first-of-N
 losers and when draining) cancels the agent task, which cancels the pending LLM
 request or Playwright call, and then the context is closed in ``finally``.
+
+If the worker's Chromium dies, ``browser_lost`` ends every running task at once: a
+last step event says what died (the step that was interrupted, ``Error: the Chromium
+browser of worker w1 died ...``), then the call fails with ``UNAVAILABLE`` and the
+worker exits (``EXIT_BROWSER_LOST``), so the coordinator treats it as a dead worker
+and retries the task elsewhere. Nothing a task's events carry (plan, steps, answer,
+error) contains a secret value: it all passes ``Secrets.redact``.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from .._proto.blast.v1 import blast_pb2 as pb
 from .._proto.blast.worker.v1 import worker_pb2 as wpb
 from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
 from ..agent.loop import Agent, AgentFailed, Outcome, StepReport
+from ..agent.secrets import Secrets
+from ..agent.tools import ToolFailed
 from ..config import Config
 from ..extraction import ExtractionError, ExtractionPool
 from ..llm import LLM, LLMUnavailable, UsageMeter
@@ -48,17 +57,35 @@ def _usage_msg(meter: UsageMeter) -> wpb.RunTaskResponse | None:
     )
 
 
-def _step_msg(r: StepReport) -> wpb.RunTaskResponse:
+def _step_msg(r: StepReport, secrets: Secrets) -> wpb.RunTaskResponse:
+    hide = secrets.redact
     return wpb.RunTaskResponse(
-        step=pb.TaskStep(number=r.number, thought=r.thought, action=r.action, url=r.url, result=r.result[:2000],
-                         detail=r.detail, replayed=r.replayed)
+        step=pb.TaskStep(number=r.number, thought=hide(r.thought), action=hide(r.action), url=hide(r.url),
+                         result=hide(r.result)[:2000], detail=hide(r.detail), replayed=r.replayed)
     )
+
+
+def _redacted(msg: wpb.RunTaskResponse, secrets: Secrets) -> wpb.RunTaskResponse:
+    """``msg`` with any secret value in its texts replaced by the placeholder (steps are redacted already)."""
+    kind = msg.WhichOneof("kind")
+    if not secrets or kind in (None, "step", "usage"):
+        return msg
+    if kind == "plan":
+        return wpb.RunTaskResponse(plan=pb.TaskPlan(text=secrets.redact(msg.plan.text)))
+    if kind == "completed":
+        return wpb.RunTaskResponse(completed=pb.TaskCompleted(result=secrets.redact(msg.completed.result),
+                                                              success=msg.completed.success))
+    if kind == "failed":
+        return wpb.RunTaskResponse(failed=pb.TaskFailed(error=secrets.redact(msg.failed.error)))
+    if kind == "recording":
+        return wpb.RunTaskResponse(recording=secrets.redact(msg.recording))
+    return msg
 
 
 class WorkerService(wgrpc.WorkerServiceServicer):
     def __init__(self, worker_id: str, config: Config, browser: PWBrowser, llm: LLM, idle: IdleContexts,
                  policy: UrlPolicy, broker: wgrpc.TaskBrokerServiceStub | None = None,
-                 extraction: ExtractionPool | None = None) -> None:
+                 extraction: ExtractionPool | None = None, secrets: Secrets | None = None) -> None:
         self.worker_id = worker_id
         self.config = config
         self.browser = browser
@@ -69,6 +96,23 @@ class WorkerService(wgrpc.WorkerServiceServicer):
         self.extraction = extraction
         self.contexts: dict[str, BrowserContext] = {}  # open contexts by task id
         self.sessions: dict[str, BrowserSession] = {}  # tasks running here (a parked one has no context)
+        self.secrets = secrets or Secrets()
+        # Running tasks' update queues and agents; None in a queue means "the browser is gone".
+        self._running: dict[str, tuple[asyncio.Queue[wpb.RunTaskResponse | None], Agent]] = {}
+        self.lost_reason = ""  # set once the browser died
+
+    def browser_lost(self, reason: str) -> None:
+        """The browser died: every running task reports it and ends (see the module docs)."""
+        self.lost_reason = reason
+        for queue, _ in self._running.values():
+            queue.put_nowait(None)
+
+    def _lost_step(self, agent: Agent, attempt: int) -> wpb.RunTaskResponse:
+        retries = self.config.settings.task_retries_on_worker_death
+        then = ("the engine retries the task on another worker" if attempt <= retries
+                else "the task cannot be retried again (settings.task_retries_on_worker_death)")
+        report = StepReport(max(agent.current_step, 1), "", "(browser lost)", "", f"Error: {self.lost_reason}; {then}")
+        return _step_msg(report, self.secrets)
 
     def _extractor(self, meter: UsageMeter) -> Callable[[str, str], Awaitable[tuple[str, str]]] | None:
         pool = self.extraction
@@ -80,7 +124,7 @@ class WorkerService(wgrpc.WorkerServiceServicer):
             try:
                 r = await pool.extract(text, query, chunk_chars=s.chunk_chars, overlap_chars=s.chunk_overlap_chars)
             except ExtractionError as exc:
-                return f"Error: {exc}", ""
+                raise ToolFailed(str(exc)) from exc
             for model, (prompt, completion, requests) in r.usage.items():
                 meter.add(model, prompt, completion, requests)
             return r.answer, json.dumps({"chunks": r.chunks, "pids": r.pids, "block": r.block})
@@ -104,9 +148,11 @@ class WorkerService(wgrpc.WorkerServiceServicer):
         self, request: wpb.RunTaskRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[wpb.RunTaskResponse]:
         task_id = request.task_id
+        if self.lost_reason:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, self.lost_reason)
         if task_id in self.sessions:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"task {task_id} is already running here")
-        queue: asyncio.Queue[wpb.RunTaskResponse] = asyncio.Queue()
+        queue: asyncio.Queue[wpb.RunTaskResponse | None] = asyncio.Queue()
         meter = UsageMeter()
 
         def flush_usage() -> None:
@@ -116,7 +162,10 @@ class WorkerService(wgrpc.WorkerServiceServicer):
 
         async def on_step(r: StepReport) -> None:
             flush_usage()
-            queue.put_nowait(_step_msg(r))
+            msg = _step_msg(r, self.secrets)
+            log.debug("task %s step %d at %s: %s -> %s", task_id, r.number, msg.step.url, msg.step.action,
+                      msg.step.result[:300])
+            queue.put_nowait(msg)
 
         async def on_plan(text: str) -> None:
             flush_usage()
@@ -130,12 +179,18 @@ class WorkerService(wgrpc.WorkerServiceServicer):
                       extractor=self._extractor(meter), copy=request.copy, copies=request.copies,
                       refusal=self.policy.refusal,
                       gate=budget_gate(self.broker, task_id) if self.broker is not None else None,
-                      replay=request.replay_plan)
+                      replay=request.replay_plan, secrets=self.secrets)
+        self._running[task_id] = (queue, agent)
         runner = asyncio.create_task(self._drive(agent, session, request, queue), name=f"agent-{task_id}")
         ended = False
         try:
             while True:
                 msg = await queue.get()
+                if msg is None:  # the browser died under the task (what came before it still counts)
+                    yield self._lost_step(agent, request.attempt)
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, self.lost_reason)
+                    return
+                msg = _redacted(msg, self.secrets)
                 if msg.WhichOneof("kind") in ("completed", "failed"):
                     ended = True
                     usage = _usage_msg(meter)
@@ -145,18 +200,19 @@ class WorkerService(wgrpc.WorkerServiceServicer):
                     return
                 yield msg
         finally:
+            del self._running[task_id]
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await runner
             del self.sessions[task_id]
-            kept = session.detach() if ended else None
+            kept = await session.detach() if ended else None
             if kept is not None:  # a follow-up task may continue in it (conversation continuity)
                 await self.idle.keep(task_id, kept)
             await session.close()
 
     async def _drive(
         self, agent: Agent, session: BrowserSession, req: wpb.RunTaskRequest,
-        queue: asyncio.Queue[wpb.RunTaskResponse],
+        queue: asyncio.Queue[wpb.RunTaskResponse | None],
     ) -> None:
         try:
             ctx, reused = await self.idle.take(req.spec.previous_task_id)

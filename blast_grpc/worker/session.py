@@ -4,6 +4,9 @@ While a task waits for its subtasks it parks: its cookies and storage and the
 page's URL are kept, the context is closed (so it holds no browser slot and no
 memory), and on resume a fresh context gets the state back and reopens the URL.
 That is what lets a parent give its slot to the subtasks it waits for.
+
+While the session holds a context, a ``PageGuard`` answers the page's dialogs,
+closes popup windows and refuses downloads; ``take_notes`` says what it did.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from playwright.async_api import BrowserContext, Page
 
+from .guard import PageGuard
+
 
 class BrowserSession:
     def __init__(self, make_context: Callable[[Any], Awaitable[BrowserContext]], task_id: str,
@@ -20,9 +25,11 @@ class BrowserSession:
         self._make_context = make_context  # storage_state (or None) -> a new context with one page
         self.task_id = task_id
         self._registry = registry  # the worker's open contexts, by task id (what GetStatus reports)
-        self._nav_timeout_ms = nav_timeout_s * 1000
+        self._nav_timeout_s = nav_timeout_s
         self._context: BrowserContext | None = None
         self._page: Page | None = None
+        self._guard: PageGuard | None = None
+        self._notes: list[str] = []  # notes of a guard already stopped (parking), not yet taken
         self._state: Any = None
         self._url = ""
 
@@ -39,22 +46,41 @@ class BrowserSession:
         self._context = context
         self._registry[self.task_id] = context
         self._page = context.pages[0] if context.pages else await context.new_page()
+        for extra in context.pages[1:]:  # a kept context may still hold a popup from before
+            with contextlib.suppress(Exception):
+                await extra.close()
+        self._guard = PageGuard(context, lambda: self._page, self._nav_timeout_s)
 
-    async def close(self) -> None:
-        ctx, self._context, self._page = self._context, None, None
-        if ctx is None:
-            return
-        if self._registry.get(self.task_id) is ctx:
-            del self._registry[self.task_id]
-        with contextlib.suppress(Exception):  # the browser may be gone already
-            await ctx.close()
+    def take_notes(self) -> list[str]:
+        """What the guard did since the last call (dialogs answered, popups closed, downloads refused)."""
+        notes, self._notes = self._notes, []
+        if self._guard is not None:
+            notes += self._guard.take_notes()
+        return notes
 
-    def detach(self) -> BrowserContext | None:
-        """Hand the open context over (to be kept for a follow-up task) without closing it."""
+    async def _unguard(self) -> None:
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            await guard.close()
+            self._notes += guard.take_notes()
+
+    def _release(self) -> BrowserContext | None:
         ctx, self._context, self._page = self._context, None, None
-        if self._registry.get(self.task_id) is ctx:
+        if ctx is not None and self._registry.get(self.task_id) is ctx:
             del self._registry[self.task_id]
         return ctx
+
+    async def close(self) -> None:
+        await self._unguard()
+        ctx = self._release()
+        if ctx is not None:
+            with contextlib.suppress(Exception):  # the browser may be gone already
+                await ctx.close()
+
+    async def detach(self) -> BrowserContext | None:
+        """Hand the open context over (to be kept for a follow-up task) without closing it."""
+        await self._unguard()
+        return self._release()
 
     @contextlib.asynccontextmanager
     async def parked(self) -> AsyncIterator[None]:
@@ -71,4 +97,4 @@ class BrowserSession:
             await self.open()
             if self._url and self._url != "about:blank":
                 with contextlib.suppress(Exception):  # the agent sees whatever page it gets
-                    await self.page.goto(self._url, timeout=self._nav_timeout_ms, wait_until="domcontentloaded")
+                    await self.page.goto(self._url, timeout=self._nav_timeout_s * 1000, wait_until="domcontentloaded")

@@ -1,0 +1,18 @@
+"""Exit codes of a worker process, and what each means, for whoever supervises it.
+
+Kept free of heavy imports (no Playwright, no gRPC) so the coordinator's supervisor
+can read them: ``describe_exit(3)`` is ``"its Chromium browser died"``.
+"""
+
+from __future__ import annotations
+
+EXIT_BROWSER_LOST = 3  # the worker's Chromium disconnected (crashed or was killed); the worker exited
+
+EXIT_REASONS = {
+    EXIT_BROWSER_LOST: "its Chromium browser died",
+}
+
+
+def exit_reason(code: int) -> str | None:
+    """Why a worker exited with ``code``, when the code says (None for codes without a meaning)."""
+    return EXIT_REASONS.get(code)
