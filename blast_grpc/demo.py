@@ -8,30 +8,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from .cli import format_event
 from .demo_site.server import DemoSite
 from .engine import Engine
+from .procutil import StartError, wait_ready_file
 
 
 def start_sim(workdir: str, extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
     ready = Path(workdir) / "sim.json"
     proc = subprocess.Popen([sys.executable, "-m", "blast_grpc", "sim-llm", "--port", "0",
                              "--ready-file", str(ready), *extra], start_new_session=True)
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit("demo: the simulated model did not start")
-        time.sleep(0.05)
-    return proc, str(json.loads(ready.read_text())["base_url"])
+    try:
+        info = wait_ready_file(ready, proc, 30, what="the simulated model")
+    except StartError as exc:
+        proc.kill()
+        raise SystemExit(f"demo: {exc}") from None
+    return proc, str(info["base_url"])
 
 
 async def run_demo(task: str | None, sim_url: str, site_url: str) -> int:

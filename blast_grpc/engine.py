@@ -11,17 +11,16 @@ Leaving the ``async with`` (or ``await engine.stop()``) stops every process it s
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Generator
 
 from .client import Client
 from .config import load_config
+from .procutil import StartError, wait_ready_file_async
 
 
 class EngineStartError(RuntimeError):
@@ -112,16 +111,12 @@ class _Starting:
             sys.executable, "-m", "blast_grpc", "serve", "--config", str(cfg_file), "--ready-file", str(ready),
             stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
-        while not ready.exists():
-            if proc.returncode is not None:
-                _rmtree(workdir)
-                raise EngineStartError(f"the engine exited with code {proc.returncode} while starting")
-            if time.monotonic() > deadline:
+        try:
+            info = await wait_ready_file_async(ready, proc, timeout, what="the engine")
+        except StartError as exc:
+            if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-                _rmtree(workdir)
-                raise EngineStartError(f"the engine did not start within {timeout:.0f}s")
-            await asyncio.sleep(0.05)
-        info = json.loads(ready.read_text())
+            _rmtree(workdir)
+            raise EngineStartError(str(exc)) from None
         return Engine(proc, str(info["grpc_address"]), workdir, info.get("metrics_url"), info.get("gateway_url"))

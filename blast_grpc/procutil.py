@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
+import json
+import os
 import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
 
 PR_SET_PDEATHSIG = 1
 
@@ -18,3 +27,59 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
         libc.prctl(PR_SET_PDEATHSIG, sig)
     except OSError:
         pass
+
+
+def write_ready_file(path: str | Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (temp file + rename): readers see nothing or all of it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class StartError(RuntimeError):
+    """A child process exited, or did not write its ready file in time, while starting."""
+
+
+def _check_start(path: Path, what: str, code: int | None, deadline: float, timeout: float) -> bool:
+    if path.exists():
+        return True
+    if code is not None:
+        raise StartError(f"{what} exited with code {code} while starting")
+    if time.monotonic() > deadline:
+        raise StartError(f"{what} did not start within {timeout:g}s")
+    return False
+
+
+def wait_ready_file(path: str | Path, proc: subprocess.Popen[bytes], timeout: float = 30.0,
+                    what: str = "the process") -> dict[str, Any]:
+    """Block until ``proc`` writes its ready file, and return its JSON; ``StartError`` if it exits or times out."""
+    path, deadline = Path(path), time.monotonic() + timeout
+    while not _check_start(path, what, proc.poll(), deadline, timeout):
+        time.sleep(0.02)
+    return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+async def wait_ready_file_async(path: str | Path, proc: asyncio.subprocess.Process, timeout: float = 30.0,
+                                what: str = "the process") -> dict[str, Any]:
+    """``wait_ready_file`` for an asyncio child process."""
+    path, deadline = Path(path), time.monotonic() + timeout
+    while not _check_start(path, what, proc.returncode, deadline, timeout):  # noqa: ASYNC110 (a file)
+        await asyncio.sleep(0.02)
+    return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def tree_pss(pid: int) -> int:
+    """Proportional set size of a process and all its descendants, in bytes (0 if it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_full_info().pss
+        except psutil.Error:
+            continue
+    return total

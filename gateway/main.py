@@ -21,39 +21,25 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
-import json
 import logging
 import os
 import signal
 import socket
 import sys
-import tempfile
-from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 import uvicorn
 import uvloop
 
+from blast_grpc.access import API_KEYS_ENV, api_keys, is_loopback
 from blast_grpc.config import ConfigError, load_config
+from blast_grpc.procutil import write_ready_file
 
 from .app import configured_models, create_app
 
 log = logging.getLogger("gateway")
 
 GRACEFUL_SHUTDOWN_S = 5
-API_KEYS_ENV = "BLAST_API_KEYS"
-
-
-def api_keys(configured: Iterable[str], environ: Mapping[str, str]) -> list[str]:
-    """The accepted keys: ``settings.api_keys`` and the comma-separated ``BLAST_API_KEYS``,
-    stripped, without empty ones or repeats."""
-    keys: list[str] = []
-    for key in [*configured, *environ.get(API_KEYS_ENV, "").split(",")]:
-        key = key.strip()
-        if key and key not in keys:
-            keys.append(key)
-    return keys
 
 
 def engine_key(keys: list[str], environ: Mapping[str, str]) -> str:
@@ -64,27 +50,10 @@ def engine_key(keys: list[str], environ: Mapping[str, str]) -> str:
     return environ.get("BLAST_API_KEY", "").strip() or (keys[0] if keys else "")
 
 
-def is_loopback(address: str) -> bool:
-    """Whether a bound IP address is reachable from this machine only."""
-    ip = ipaddress.ip_address(address.split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
-
-
 def open_bind_warning(url: str) -> str:
     """The start-up warning for a gateway bound beyond loopback without any API key."""
     return (f"gateway: WARNING: listening on {url} without API keys: the API is open to the network; set "
             f"settings.api_keys or {API_KEYS_ENV} (comma-separated) to require 'Authorization: Bearer <key>'")
-
-
-def write_ready_file(path: str, url: str) -> None:
-    """Write ``{"url": url}`` to ``path`` so a reader never sees a partial file."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump({"url": url}, f)
-    os.replace(tmp, target)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -157,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     def started() -> None:
         log.info("gateway listening on %s", url)
         if args.ready_file:
-            write_ready_file(args.ready_file, url)
+            write_ready_file(args.ready_file, {"url": url})
 
     server = _Server(uv_config, started)
     uvloop.run(server.serve(sockets=[sock]))

@@ -7,13 +7,11 @@ break an engine (kill a worker, bad config) start their own with ``start_engine`
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
@@ -23,21 +21,11 @@ import pytest_asyncio
 
 from blast_grpc import Client, Engine
 from blast_grpc.demo_site.server import DemoSite
+from blast_grpc.procutil import wait_ready_file
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SIM = Path(__file__).resolve().parent / "sim"
 TEST_SCENARIOS = TEST_SIM / "scenarios"
-
-
-def wait_ready_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{proc.args} not ready after {timeout}s")
-        time.sleep(0.05)
-    return dict(json.loads(path.read_text()))
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:

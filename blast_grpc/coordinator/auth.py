@@ -9,29 +9,11 @@ probes need no secret. Keys are compared in constant time and never logged.
 from __future__ import annotations
 
 import hmac
-import ipaddress
-import os
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import grpc
 
-from ..config import Config
-
 OPEN_METHODS = ("/grpc.health.v1.Health/",)
-
-
-def configured_keys(config: Config) -> list[str]:
-    env = [k.strip() for k in os.environ.get("BLAST_API_KEYS", "").split(",") if k.strip()]
-    return [*config.settings.api_keys, *env]
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return host == "localhost"
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _key_from(metadata: Any) -> str:

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 from ..config import Config
-from ..procutil import die_with_parent
+from ..procutil import StartError, die_with_parent, wait_ready_file_async
 
 
 class GatewayProcess:
@@ -37,15 +35,12 @@ class GatewayProcess:
             stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
             preexec_fn=die_with_parent,  # a coordinator killed with SIGKILL takes its gateway along
         )
-        deadline = time.monotonic() + timeout
-        while not self.ready.exists():
-            if self.proc.returncode is not None:
-                raise RuntimeError(f"the REST gateway exited with code {self.proc.returncode} while starting "
-                                   f"(is settings.server_port={s.server_port} free?)")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the REST gateway did not start within {timeout:.0f}s")
-            await asyncio.sleep(0.05)
-        self.url = str(json.loads(self.ready.read_text())["url"])
+        try:
+            info = await wait_ready_file_async(self.ready, self.proc, timeout, what="the REST gateway")
+        except StartError as exc:
+            hint = f" (is settings.server_port={s.server_port} free?)" if self.proc.returncode is not None else ""
+            raise RuntimeError(f"{exc}{hint}") from None
+        self.url = str(info["url"])
         return self.url
 
     async def stop(self, timeout: float = 10.0) -> None:

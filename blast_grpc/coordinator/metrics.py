@@ -4,32 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
-import psutil
-
 from .._proto.blast.v1 import blast_pb2 as pb
+from ..procutil import tree_pss
 from .scheduler import Scheduler
 from .tasks import TaskStore
 from .workers import WorkerHandle
 
 
-def _tree_pss(pid: int) -> int:
-    """Proportional set size of a process and all its descendants, in bytes."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0
-    total = 0
-    for p in procs:
-        try:
-            total += p.memory_full_info().pss
-        except psutil.Error:
-            continue
-    return total
-
-
 def memory_bytes(workers: list[WorkerHandle]) -> int:
-    return sum(_tree_pss(w.pid) for w in workers if w.pid)
+    return sum(tree_pss(w.pid) for w in workers if w.pid)
 
 
 async def collect_metrics(store: TaskStore, scheduler: Scheduler, workers: list[WorkerHandle]) -> pb.GetMetricsResponse:

@@ -9,7 +9,6 @@ main coroutine then drains: refuse new tasks, let running ones finish for
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import shutil
@@ -25,9 +24,11 @@ from .._proto.blast.v1 import blast_pb2 as pb
 from .._proto.blast.v1 import blast_pb2_grpc as bgrpc
 from .._proto.blast.worker.v1 import worker_pb2 as wpb
 from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
+from ..access import api_keys, is_loopback
 from ..config import Config
 from ..httpserve import EmbeddedServer
-from .auth import ApiKeyInterceptor, configured_keys, is_loopback
+from ..procutil import write_ready_file
+from .auth import ApiKeyInterceptor
 from .broker import TaskBroker
 from .budget import Budget
 from .cache import Cache
@@ -43,12 +44,6 @@ from .workers import Supervisor, WorkerHandle
 
 log = logging.getLogger("blast_grpc.coordinator")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BlastService"].full_name
-
-
-def write_ready_file(path: str, info: dict[str, object]) -> None:
-    tmp = f"{path}.tmp"
-    Path(tmp).write_text(json.dumps(info))
-    os.replace(tmp, path)
 
 
 class Coordinator:
@@ -73,7 +68,7 @@ class Coordinator:
         self.broker_address = f"unix://{self.runtime_dir}/broker.sock"
         self.internal = grpc.aio.server()
         self.health = health.aio.HealthServicer()
-        keys = configured_keys(config)
+        keys = api_keys(s.api_keys)
         self.server = grpc.aio.server(
             options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)],
             interceptors=[ApiKeyInterceptor(keys)] if keys else [],

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from ..procutil import write_ready_file
 from . import hazards
 
 PAGES_DIR = Path(__file__).parent / "pages"
@@ -198,14 +198,6 @@ class DemoSite:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def write_ready_file(path: str | Path, data: dict[str, Any]) -> None:
-    """Write JSON to ``path`` atomically: readers see nothing or the whole file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import signal
 import socket
 import sys
@@ -21,6 +19,7 @@ from typing import Any, Iterable
 
 import uvicorn
 
+from ..procutil import write_ready_file
 from .faults import Fault, FaultError, FaultQueue, parse_fault_list
 from .latency import LatencyError, LatencyModel
 from .scenarios import ScenarioError, ScenarioSet, load_scenarios
@@ -150,14 +149,6 @@ class SimServer:
         self.stop()
 
 
-def _write_ready_file(path: str | Path, data: dict[str, Any]) -> None:
-    """Atomic write (temp file + rename), so a watcher never reads half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m blast_grpc.sim",
                                 description="Serve the simulated OpenAI-compatible model.")
@@ -187,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     with sim:
         if args.ready_file:
-            _write_ready_file(args.ready_file, {"base_url": sim.base_url})
+            write_ready_file(args.ready_file, {"base_url": sim.base_url})
         print(f"simulated model at {sim.base_url}", flush=True)
         while not stop.wait(0.5):  # a timed wait keeps the main thread responsive to signals
             pass

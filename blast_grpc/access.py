@@ -1,0 +1,38 @@
+"""Who may call the engine: API keys from config and environment, and whether a bind is local.
+
+Both servers (the coordinator's gRPC port and the REST gateway) accept the keys in
+``settings.api_keys`` plus the comma-separated ``BLAST_API_KEYS`` environment variable,
+and warn at start-up when they listen beyond loopback without any key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Iterable, Mapping
+
+API_KEYS_ENV = "BLAST_API_KEYS"
+
+
+def api_keys(configured: Iterable[str], environ: Mapping[str, str] = os.environ) -> list[str]:
+    """``settings.api_keys`` and ``BLAST_API_KEYS``: stripped, without empty ones or repeats."""
+    keys: list[str] = []
+    for key in [*configured, *environ.get(API_KEYS_ENV, "").split(",")]:
+        key = key.strip()
+        if key and key not in keys:
+            keys.append(key)
+    return keys
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a host name or bound address is reachable from this machine only
+    (``localhost``, 127.0.0.0/8, ``::1``, IPv4-mapped loopback; "" and ``0.0.0.0`` are not)."""
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host.strip("[]").split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
