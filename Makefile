@@ -50,5 +50,10 @@ lint: $(GEN)
 test: $(GEN) chromium lint lint-proto
 	$(BIN)/pytest
 
+## make bench: the benchmark suite (real Chromium, simulated model); writes bench/results/
+## (BENCH_ARGS="--quick", "--only fanout", "--seed 2", ...)
+bench: $(GEN) chromium
+	$(BIN)/python -m blast_grpc.bench $(BENCH_ARGS)
+
 clean:
 	rm -rf blast_grpc/_proto .cache .pytest_cache

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -148,8 +149,10 @@ class Agent:
         silent = 0
         for number in range(1, s.max_steps + 1):
             self.current_step = number
+            t_observe = time.monotonic()
             obs = await self._observe(session)
             replayed = replayer.next(number, obs)
+            t_decide = time.monotonic()
             try:
                 async with asyncio.timeout(s.step_timeout_s):
                     actions, thought = replayed or await self._decide(obs, history, number, offered)
@@ -162,8 +165,11 @@ class Agent:
                                       f"{s.step_timeout_s:g}s in {silent} steps in a row") from None
                 continue
             silent = 0
+            t_act = time.monotonic()
             self.recorder.add(actions, thought, obs)
-            results, details, outcome = [], [], None
+            results: list[str] = []
+            details: list[str] = []
+            outcome = None
             if obs.notes:  # what the model was told along with the page, for the step event
                 details.append(json.dumps({"observation_notes": obs.notes, "pages": _pages(session)}))
             for action in actions:
@@ -177,9 +183,10 @@ class Agent:
             history.append(_assistant_calls(actions[: len(results)], thought))
             history += [{"role": "tool", "tool_call_id": a.call_id, "content": r}
                         for a, r in zip(actions, results, strict=False)]
+            timing = {"observe": t_decide - t_observe, "llm": t_act - t_decide, "act": time.monotonic() - t_act}
             await self.on_step(StepReport(number, self.secrets.redact(thought),
                                           "; ".join(a.describe() for a in actions[: len(results)]),
-                                          self._url(session), "\n".join(results), "\n".join(d for d in details if d),
+                                          self._url(session), "\n".join(results), step_detail(timing, details),
                                           replayed=replayed is not None))
             if outcome is not None:
                 return outcome
@@ -253,6 +260,19 @@ class Agent:
                 corrections += [{"role": "assistant", "content": thought or None, "tool_calls": raw}]
                 corrections += [{"role": "tool", "tool_call_id": c.id, "content": f"Error: {problem}"} for c in calls]
         raise AgentFailed(f"the model made {MAX_BAD_CALLS_PER_STEP} unusable tool calls in step {number}: {problem}")
+
+
+def step_detail(timing: dict[str, float], parts: list[str]) -> str:
+    """A step's ``detail``: one JSON object with ``timing_ms`` (observe, llm, act) and the keys of
+    ``parts`` (each a JSON object or ""), lists under the same key concatenated."""
+    merged: dict[str, Any] = {"timing_ms": {k: round(v * 1000, 1) for k, v in timing.items()}}
+    for part in filter(None, parts):
+        for key, value in json.loads(part).items():
+            if isinstance(value, list) and isinstance(merged.get(key), list):
+                merged[key] = merged[key] + value
+            else:
+                merged[key] = value
+    return json.dumps(merged)
 
 
 def _pages(holder: HasPage | Browser) -> int:

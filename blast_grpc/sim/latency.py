@@ -4,8 +4,11 @@ A latency file (YAML) maps model names to specs; ``default`` covers the rest::
 
     default: {ttft: {dist: constant, seconds: 0.05}, tokens_per_second: 200}
     gpt-4.1: {ttft: {dist: lognormal, median: 0.5, sigma: 0.4}, tokens_per_second: 80}
+    gpt-4.1-mini: {ttft: {dist: constant, seconds: 0.1}, input_tokens_per_second: 20000}
 
 ``tokens_per_second: 0`` (or omitted) means the reply is generated instantly.
+``input_tokens_per_second`` adds prefill time to the first token: the request's prompt
+tokens (as counted in ``usage.prompt_tokens``) divided by it; 0 or omitted adds nothing.
 Without a file everything is instant, which keeps tests fast. Each model has
 its own RNG seeded from ``seed`` and the model name, so one model's samples do
 not depend on how its requests interleave with another model's.
@@ -35,6 +38,7 @@ class LatencySpec:
     median: float = 0.0
     sigma: float = 0.0
     tokens_per_second: float = 0.0
+    input_tokens_per_second: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -60,11 +64,12 @@ def parse_spec(raw: Any, where: str) -> LatencySpec:
     """Validate one model's entry."""
     if not isinstance(raw, dict):
         raise LatencyError(f"{where}: must be a mapping with 'ttft' and 'tokens_per_second'")
-    extra = set(raw) - {"ttft", "tokens_per_second"}
+    extra = set(raw) - {"ttft", "tokens_per_second", "input_tokens_per_second"}
     if extra:
-        raise LatencyError(f"{where}: unknown key {sorted(extra)[0]!r}; allowed: ttft, tokens_per_second")
-    tps = raw.get("tokens_per_second") or 0
-    tps = _number(tps, f"{where}.tokens_per_second")
+        raise LatencyError(f"{where}: unknown key {sorted(extra)[0]!r}; "
+                           "allowed: ttft, tokens_per_second, input_tokens_per_second")
+    tps = _number(raw.get("tokens_per_second") or 0, f"{where}.tokens_per_second")
+    itps = _number(raw.get("input_tokens_per_second") or 0, f"{where}.input_tokens_per_second")
     ttft = raw.get("ttft") or {"dist": "constant", "seconds": 0}
     if not isinstance(ttft, dict):
         raise LatencyError(f"{where}.ttft: must be a mapping like {{dist: constant, seconds: 0.05}}")
@@ -74,7 +79,7 @@ def parse_spec(raw: Any, where: str) -> LatencySpec:
         if extra:
             raise LatencyError(f"{where}.ttft: unknown key {sorted(extra)[0]!r} for dist constant")
         return LatencySpec("constant", seconds=_number(ttft.get("seconds", 0), f"{where}.ttft.seconds"),
-                           tokens_per_second=tps)
+                           tokens_per_second=tps, input_tokens_per_second=itps)
     if dist == "lognormal":
         extra = set(ttft) - {"dist", "median", "sigma"}
         if extra:
@@ -82,7 +87,8 @@ def parse_spec(raw: Any, where: str) -> LatencySpec:
         if "median" not in ttft:
             raise LatencyError(f"{where}.ttft.median: required for dist lognormal")
         return LatencySpec("lognormal", median=_number(ttft["median"], f"{where}.ttft.median", positive=True),
-                           sigma=_number(ttft.get("sigma", 0), f"{where}.ttft.sigma"), tokens_per_second=tps)
+                           sigma=_number(ttft.get("sigma", 0), f"{where}.ttft.sigma"), tokens_per_second=tps,
+                           input_tokens_per_second=itps)
     raise LatencyError(f"{where}.ttft.dist: must be 'constant' or 'lognormal', got {dist!r}")
 
 
@@ -119,8 +125,8 @@ class LatencyModel:
         """The model's own spec, else ``default``, else instant."""
         return self.specs.get(model) or self.specs.get("default") or INSTANT
 
-    def sample(self, model: str, completion_tokens: int) -> Timing:
-        """Delays for one reply of ``completion_tokens`` tokens."""
+    def sample(self, model: str, completion_tokens: int, prompt_tokens: int = 0) -> Timing:
+        """Delays for one reply of ``completion_tokens`` tokens to a prompt of ``prompt_tokens``."""
         spec = self.spec_for(model)
         rng = self._rngs.get(model)
         if rng is None:
@@ -130,6 +136,8 @@ class LatencyModel:
             ttft = rng.lognormvariate(math.log(spec.median), spec.sigma)
         else:
             ttft = spec.seconds
+        if spec.input_tokens_per_second:
+            ttft += prompt_tokens / spec.input_tokens_per_second
         generation = completion_tokens / spec.tokens_per_second if spec.tokens_per_second else 0.0
         return Timing(ttft, generation)
 

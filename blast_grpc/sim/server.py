@@ -135,7 +135,7 @@ def create_app(state: SimState) -> Starlette:
         reply = _apply_fault(_to_reply(decision, f"call_sim{n:06d}"), fault)
         id_, created, model = f"chatcmpl-sim{n:06d}", int(time.time()), req.model
         prompt = wire.prompt_tokens(body)
-        timing = state.latency.sample(model, reply.completion_tokens())
+        timing = state.latency.sample(model, reply.completion_tokens(), prompt)
         stalling = fault is not None and fault.kind == "stall"
 
         if not body.get("stream"):

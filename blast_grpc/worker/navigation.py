@@ -5,8 +5,9 @@ about:blank) is allowed; link-local and cloud-metadata addresses (169.254.0.0/16
 fe80::/10, metadata.google.internal, ...) are refused unless
 ``settings.allow_link_local``; loopback only with ``settings.allow_loopback``; and
 with ``constraints.allowed_domains`` set, only those domains and their subdomains.
-Host names are judged as written (no DNS lookup), so a name that resolves to a
-refused address is not caught here.
+IPv4-mapped IPv6 literals are judged as the IPv4 address they carry, and the
+unspecified addresses (``0.0.0.0``, ``::``) as loopback. Host names are judged as
+written (no DNS lookup), so a name that resolves to a refused address is not caught here.
 """
 
 from __future__ import annotations
@@ -22,10 +23,14 @@ METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data", "inst
 
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host literal names; an IPv4-mapped IPv6 address (``::ffff:a9fe:a9fe``) as its IPv4."""
     try:
-        return ipaddress.ip_address(host.strip("[]"))
+        ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 class UrlPolicy:
@@ -51,7 +56,9 @@ class UrlPolicy:
         if not self.allow_link_local and (host in METADATA_HOSTS or (ip is not None and ip.is_link_local)
                                           or host == "fd00:ec2::254"):
             return f"{host} is a link-local or cloud-metadata address (settings.allow_link_local)"
-        is_loopback = host == "localhost" or host.endswith(".localhost") or (ip is not None and ip.is_loopback)
+        # 0.0.0.0 and :: reach this machine too (Linux connects them to loopback).
+        is_loopback = host == "localhost" or host.endswith(".localhost") or (
+            ip is not None and (ip.is_loopback or ip.is_unspecified))
         if is_loopback and not self.allow_loopback:
             return f"{host} is a loopback address (settings.allow_loopback)"
         if self.allowed is not None and not any(host == d or host.endswith("." + d) for d in self.allowed):

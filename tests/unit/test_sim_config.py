@@ -106,9 +106,18 @@ def test_latency_sampling_is_seeded_and_per_model() -> None:
     assert (instant.ttft, instant.generation) == (0.0, 0.0)
 
 
+def test_prefill_time_grows_with_prompt_tokens() -> None:
+    cfg = {"mini": {"ttft": {"dist": "constant", "seconds": 0.1}, "input_tokens_per_second": 10_000}}
+    model = LatencyModel.from_config(cfg)
+    assert model.sample("mini", 10).ttft == pytest.approx(0.1)
+    assert model.sample("mini", 10, prompt_tokens=5_000).ttft == pytest.approx(0.6)
+    assert model.sample("other", 10, prompt_tokens=5_000).ttft == 0.0  # no term without the key
+
+
 @pytest.mark.parametrize(
     ("cfg", "message"),
     [
+        ({"m": {"input_tokens_per_second": -5}}, "m.input_tokens_per_second: must be >= 0"),
         ({"m": {"ttft": {"dist": "gamma"}}}, "m.ttft.dist: must be 'constant' or 'lognormal'"),
         ({"m": {"ttft": {"dist": "lognormal"}}}, "m.ttft.median: required"),
         ({"m": {"ttft": {"dist": "constant", "seconds": -1}}}, "m.ttft.seconds: must be >= 0"),

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -56,3 +57,17 @@ def test_observation_render_bounds_text() -> None:
     assert lines[:4] == ["OBSERVATION", "URL: http://h/p", "TITLE: T", "ELEMENTS:"]
     assert "[0] <a href=\"x\">X</a>" in lines and lines[-1] == "STEP: 2/10"
     assert "400 more characters" in out and len(out) < 400
+
+
+def test_step_detail_is_one_object_with_timings_and_merged_parts() -> None:
+    from blast_grpc.agent.loop import step_detail
+
+    detail = json.loads(step_detail({"observe": 0.0123, "llm": 1.0, "act": 0.25}, [
+        json.dumps({"observation_notes": ["a dialog was dismissed"], "pages": 1}),
+        "",
+        json.dumps({"notes": ["a popup was closed"], "pages": 2}),
+        json.dumps({"notes": ["a download was refused"], "chunks": 3}),
+    ]))
+    assert detail == {"timing_ms": {"observe": 12.3, "llm": 1000.0, "act": 250.0},
+                      "observation_notes": ["a dialog was dismissed"], "pages": 2,
+                      "notes": ["a popup was closed", "a download was refused"], "chunks": 3}
