@@ -83,3 +83,21 @@ def tree_pss(pid: int) -> int:
         except psutil.Error:
             continue
     return total
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a process and its descendants have used, including
+    children that already exited and were reaped by a process of the tree."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total

@@ -1,0 +1,46 @@
+"""Process helpers: ready files, and what a process tree costs (PSS, CPU)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from blast_grpc.procutil import StartError, tree_cpu_seconds, tree_pss, wait_ready_file, write_ready_file
+
+BUSY_CHILD = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+
+
+def test_ready_file_round_trip_and_failures(tmp_path: Path) -> None:
+    ready = tmp_path / "ready.json"
+    writer = subprocess.Popen([sys.executable, "-c", "import sys, time; time.sleep(0.2)\n"
+                               "from blast_grpc.procutil import write_ready_file\n"
+                               f"write_ready_file({str(ready)!r}, {{'url': 'http://x'}}); time.sleep(5)"])
+    try:
+        assert wait_ready_file(ready, writer, 30, what="the writer") == {"url": "http://x"}
+    finally:
+        writer.kill()
+        writer.wait()
+    quitter = subprocess.Popen([sys.executable, "-c", "raise SystemExit(4)"])
+    with pytest.raises(StartError, match="the quitter exited with code 4 while starting"):
+        wait_ready_file(tmp_path / "never.json", quitter, 30, what="the quitter")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with pytest.raises(StartError, match="did not start within 0.3s"):
+            wait_ready_file(tmp_path / "never.json", sleeper, 0.3)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    write_ready_file(tmp_path / "x.json", {"a": 1})
+    assert (tmp_path / "x.json").read_text() == '{"a": 1}' and list(tmp_path.glob(".*tmp")) == []
+
+
+def test_tree_cpu_counts_children_that_already_exited() -> None:
+    before = tree_cpu_seconds(os.getpid())
+    subprocess.run([sys.executable, "-c", BUSY_CHILD], check=True)  # reaped by us: counted in children_*
+    assert tree_cpu_seconds(os.getpid()) - before >= 0.25
+    assert tree_pss(os.getpid()) > 1_000_000
+    assert tree_cpu_seconds(2**22 + 12345) == 0.0 and tree_pss(2**22 + 12345) == 0
