@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import os
@@ -69,35 +70,46 @@ async def wait_ready_file_async(path: str | Path, proc: asyncio.subprocess.Proce
     return dict(json.loads(path.read_text(encoding="utf-8")))
 
 
-def tree_pss(pid: int) -> int:
-    """Proportional set size of a process and all its descendants, in bytes (0 if it is gone)."""
+def _tree(pid: int) -> list[psutil.Process]:
+    """A process and all its descendants ([] if it is gone)."""
     try:
         root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)]
     except psutil.Error:
-        return 0
+        return []
+
+
+def tree_pss(pid: int) -> int:
+    """Proportional set size of a process and all its descendants, in bytes (0 if it is gone)."""
     total = 0
-    for proc in procs:
-        try:
+    for proc in _tree(pid):
+        with contextlib.suppress(psutil.Error):
             total += proc.memory_full_info().pss
-        except psutil.Error:
-            continue
     return total
 
 
 def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) a process and its descendants have used, including
     children that already exited and were reaped by a process of the tree."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
     total = 0.0
-    for proc in procs:
-        try:
+    for proc in _tree(pid):
+        with contextlib.suppress(psutil.Error):
             t = proc.cpu_times()
-        except psutil.Error:
-            continue
-        total += t.user + t.system + t.children_user + t.children_system
+            total += t.user + t.system + t.children_user + t.children_system
     return total
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """SIGTERM, up to ``grace_s`` to exit, then SIGKILL to its whole process group (started with
+    ``start_new_session=True``, so nothing it spawned outlives it); waits for it."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()

@@ -7,8 +7,6 @@ break an engine (kill a worker, bad config) start their own with ``start_engine`
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,25 +19,11 @@ import pytest_asyncio
 
 from blast_grpc import Client, Engine
 from blast_grpc.demo_site.server import DemoSite
-from blast_grpc.procutil import wait_ready_file
+from blast_grpc.procutil import stop_process, wait_ready_file
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SIM = Path(__file__).resolve().parent / "sim"
 TEST_SCENARIOS = TEST_SIM / "scenarios"
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
 
 
 class Sim:

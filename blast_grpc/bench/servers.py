@@ -11,8 +11,6 @@ Both are context managers that stop what they started.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -24,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from ..procutil import StartError, wait_ready_file
+from ..procutil import StartError, stop_process, wait_ready_file
 
 SCENARIOS_DIR = Path(__file__).parent / "scenarios"
 
@@ -74,19 +72,8 @@ class SimProcess:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        proc.wait()
+        if proc is not None:
+            stop_process(proc)
 
     def __enter__(self) -> SimProcess:
         return self.start()
