@@ -140,7 +140,7 @@ class Client:
 
     async def get_metrics(self) -> dict[str, Any]:
         """Metrics in BLAST's dict shape: ``m['tasks']['running']``, ``m['concurrent_browsers']``,
-        ``m['memory_usage_gb']``, plus ``total_cost`` and ``usage`` per model."""
+        ``m['memory_usage_gb']``, plus ``open_contexts``, ``total_cost`` and ``usage`` per model."""
         m = await self.metrics()
         return {
             "tasks": {
@@ -151,6 +151,7 @@ class Client:
                 "cancelled": m.tasks.cancelled,
             },
             "concurrent_browsers": m.concurrent_browsers,
+            "open_contexts": m.open_contexts,  # tasks', warm and kept contexts
             "memory_usage_gb": m.memory_usage_gb,
             "total_cost": m.total_cost_usd,
             "usage": {u.model: {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,

@@ -111,6 +111,7 @@ class Settings(_Strict):
     context_memory_estimate: int = 40_000_000
     memory_sample_s: float = Field(0.5, gt=0)
     context_keep_alive_s: float = Field(120.0, ge=0)
+    max_kept_contexts: int = Field(8, ge=0, le=1000)
     max_subtasks_per_task: int = Field(50, ge=1, le=1000)
     subtask_wait_timeout_s: float = Field(600.0, gt=0)
     chunk_chars: int = Field(20_000, ge=500)

@@ -15,16 +15,32 @@ def memory_bytes(workers: list[WorkerHandle]) -> int:
     return sum(tree_pss(w.pid) for w in workers if w.pid)
 
 
+STATUS_TIMEOUT_S = 1.5  # each worker's GetStatus; a worker slower than this is reported, not waited for
+
+
+def _problem(w: WorkerHandle, answered: bool) -> str:
+    if answered:
+        return ""
+    if w.state != pb.WORKER_STATE_READY:
+        return f"the worker is {pb.WorkerState.Name(w.state).removeprefix('WORKER_STATE_').lower()}"  # type: ignore[arg-type]
+    return f"the worker did not answer its status call within {STATUS_TIMEOUT_S:g}s"
+
+
 async def collect_metrics(store: TaskStore, scheduler: Scheduler, workers: list[WorkerHandle]) -> pb.GetMetricsResponse:
+    """A snapshot from what is known: every worker's status call is bounded, none can hang it."""
     counts = store.counts()
-    statuses = await asyncio.gather(*(w.status(timeout=1.0) for w in workers))
+    statuses = await asyncio.gather(*(w.status(timeout=STATUS_TIMEOUT_S) for w in workers))
     infos = []
-    browsers = 0
+    browsers = contexts_total = 0
     for w, st in zip(workers, statuses, strict=True):
         contexts = list(st.open_contexts) if st is not None else []
+        warm = st.warm_contexts if st is not None else 0
+        kept = len(st.kept_contexts) if st is not None else 0
         browsers += len(contexts)
+        contexts_total += st.browser_contexts if st is not None else 0  # Chromium's own count: leaks show
         infos.append(pb.WorkerInfo(worker_id=w.worker_id, address=w.address, state=w.state,  # type: ignore[arg-type]
-                                   open_contexts=contexts, restarts=w.restarts, pid=w.pid))
+                                   open_contexts=contexts, restarts=w.restarts, pid=w.pid, warm_contexts=warm,
+                                   kept_contexts=kept, status_problem=_problem(w, st is not None)))
     mem = await asyncio.to_thread(memory_bytes, workers)
     usage = list(scheduler.usage.values())
     return pb.GetMetricsResponse(
@@ -41,4 +57,5 @@ async def collect_metrics(store: TaskStore, scheduler: Scheduler, workers: list[
         usage=usage,
         workers=infos,
         queued=len(scheduler.queue),
+        open_contexts=contexts_total,
     )

@@ -50,12 +50,21 @@ class SnapshotCollector(Collector):
         yield from (tokens, requests, cost)
         up = GaugeMetricFamily("blast_worker_ready", "1 when the worker is ready", labels=["worker"])
         restarts = CounterMetricFamily("blast_worker_restarts", "Worker restarts", labels=["worker"])
-        contexts = GaugeMetricFamily("blast_worker_open_contexts", "Open contexts per worker", labels=["worker"])
+        contexts = GaugeMetricFamily("blast_worker_open_contexts", "Open task contexts per worker", labels=["worker"])
+        by_kind = GaugeMetricFamily("blast_worker_contexts", "Open browser contexts per worker: a task's, warm "
+                                    "(ready for a new task) or kept (for a follow-up)", labels=["worker", "kind"])
+        answered = GaugeMetricFamily("blast_worker_status_ok", "1 when the worker answered its status call in time "
+                                     "(its context figures are current)", labels=["worker"])
         for w in m.workers:
             up.add_metric([w.worker_id], 1 if w.state == pb.WORKER_STATE_READY else 0)
             restarts.add_metric([w.worker_id], w.restarts)
             contexts.add_metric([w.worker_id], len(w.open_contexts))
-        yield from (up, restarts, contexts)
+            for kind, n in (("task", len(w.open_contexts)), ("warm", w.warm_contexts), ("kept", w.kept_contexts)):
+                by_kind.add_metric([w.worker_id, kind], n)
+            answered.add_metric([w.worker_id], 0 if w.status_problem else 1)
+        yield from (up, restarts, contexts, by_kind, answered)
+        yield GaugeMetricFamily("blast_open_contexts", "Every open browser context (task, warm and kept)",
+                                value=m.open_contexts)
 
 
 def render(snapshot: pb.GetMetricsResponse) -> bytes:

@@ -58,11 +58,23 @@ class WorkerHandle:
         self.channel, self.stub = None, None
 
     async def status(self, timeout: float = 2.0) -> wpb.GetStatusResponse | None:
-        if self.stub is None:
+        """The worker's own account of itself, or None if it gave none within ``timeout`` seconds.
+
+        Never hangs and never raises for the worker's sake: when the worker dies the supervisor
+        closes its channel, which cancels a call in flight (grpc.aio raises ``CancelledError`` in the
+        caller); that is "no answer", unless this task itself is being cancelled.
+        """
+        stub = self.stub
+        if stub is None:
             return None
         try:
-            return await self.stub.GetStatus(wpb.GetStatusRequest(), timeout=timeout)
-        except grpc.aio.AioRpcError:
+            return await stub.GetStatus(wpb.GetStatusRequest(), timeout=timeout)
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError):  # UsageError: the channel closed before the call
+            return None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
             return None
 
 

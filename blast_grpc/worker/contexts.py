@@ -4,12 +4,19 @@
 
     new task ──take()──▶ a warm context (or a new one)      refill() keeps `warm_contexts` ready
     follow-up ─take(prev)─▶ the previous task's kept context, if still kept
-    task ends ──keep(task_id, ctx)──▶ kept for `context_keep_alive_s`, then closed
+    task ends ──keep(task_id, ctx)──▶ kept for `context_keep_alive_s`, then closed;
+                                      at most `max_kept_contexts`: keeping one more closes
+                                      the least recently kept
 
 A warm context is fresh (no cookies, no storage) and is used by one task only;
 nothing passes from one task to another except through ``keep``/``take(prev)``,
 which is the conversation continuing. ``trim()`` closes every idle context (the
 coordinator asks for it under memory pressure).
+
+Every context this object creates ends closed, whoever gave up on it: a context
+whose creation was cancelled half-way is closed once it exists, and the clean-up of a
+finished task (``adopt``) runs as a task owned here, not in the gRPC handler, which
+the coordinator cancels when it ends the stream. ``close()`` waits for those clean-ups.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from collections import OrderedDict
+from typing import Any, Awaitable, Callable, Coroutine
 
 from playwright.async_api import Browser, BrowserContext
 
@@ -30,28 +38,62 @@ Prepare = Callable[[BrowserContext], Awaitable[None]]
 
 
 class IdleContexts:
-    def __init__(self, browser: Browser, warm: int, keep_alive_s: float, prepare: Prepare) -> None:
+    def __init__(self, browser: Browser, warm: int, keep_alive_s: float, prepare: Prepare,
+                 max_kept: int = 64) -> None:
         self._browser = browser
         self._warm_target = warm
         self._keep_alive_s = keep_alive_s
+        self._max_kept = max_kept
         self._prepare = prepare  # installs the navigation policy on every context we create
         self._warm: list[BrowserContext] = []
-        self._kept: dict[str, tuple[BrowserContext, float]] = {}
+        # Kept contexts by task id, least recently kept first (the first evicted), with their expiry.
+        self._kept: OrderedDict[str, tuple[BrowserContext, float]] = OrderedDict()
         self._refill: asyncio.Task[None] | None = None
         self._janitor: asyncio.Task[None] | None = None
+        self._cleanups: set[asyncio.Task[None]] = set()  # adopted clean-ups and late closes, see adopt()
         self._closed = False
 
     async def new_context(self, storage_state: Any = None) -> BrowserContext:
         """A fresh context (optionally with saved cookies and storage) with one page open.
 
         Downloads are refused (``accept_downloads=False``): a task never writes files on the worker;
-        popup windows are blocked in every page (``BLOCK_POPUPS_SCRIPT``).
+        popup windows are blocked in every page (``BLOCK_POPUPS_SCRIPT``). If the caller is
+        cancelled meanwhile, the context is still made (Chromium does not know the caller left) and
+        then closed, instead of living on unowned.
         """
+        making = asyncio.ensure_future(self._make(storage_state))
+        try:
+            return await asyncio.shield(making)
+        except asyncio.CancelledError:
+            self.adopt(_close_when_made(making), "close-abandoned-context")
+            raise
+
+    async def _make(self, storage_state: Any) -> BrowserContext:
         ctx = await self._browser.new_context(storage_state=storage_state, accept_downloads=False)
-        await ctx.add_init_script(BLOCK_POPUPS_SCRIPT)
-        await self._prepare(ctx)
-        await ctx.new_page()
+        try:
+            await ctx.add_init_script(BLOCK_POPUPS_SCRIPT)
+            await self._prepare(ctx)
+            await ctx.new_page()
+        except BaseException:
+            await _close(ctx)
+            raise
         return ctx
+
+    def adopt(self, cleanup: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``cleanup`` (closing or keeping a context) to its end as a task owned here.
+
+        A gRPC handler's ``finally`` is no place to await that: the coordinator cancels the
+        handler when it ends the stream, and an interrupted clean-up leaves a context (and its
+        renderer process) neither kept nor closed. ``close()`` waits for adopted clean-ups.
+        """
+        task = asyncio.create_task(cleanup, name=name)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanup_done)
+
+    def _cleanup_done(self, task: asyncio.Task[None]) -> None:
+        self._cleanups.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("context clean-up %s failed", task.get_name(), exc_info=task.exception())
 
     def start(self) -> None:
         self._janitor = asyncio.create_task(self._expire_loop(), name="kept-context-janitor")
@@ -84,15 +126,29 @@ class IdleContexts:
         return await self.new_context(), False
 
     async def keep(self, task_id: str, ctx: BrowserContext) -> None:
-        """Keep a finished task's context for a follow-up (or close it when keeping is off)."""
-        if self._closed or self._keep_alive_s <= 0:
+        """Keep a finished task's context for a follow-up (or close it when keeping is off).
+
+        Past ``max_kept`` the least recently kept context is closed: follow-ups to old tasks
+        start fresh (with the conversation's history) rather than the worker growing without bound.
+        """
+        if self._closed or self._keep_alive_s <= 0 or self._max_kept <= 0:
             await _close(ctx)
             return
         self._kept[task_id] = (ctx, time.monotonic() + self._keep_alive_s)
+        self._kept.move_to_end(task_id)
+        evicted = []
+        while len(self._kept) > self._max_kept:
+            _, (old, _) = self._kept.popitem(last=False)
+            evicted.append(old)
+        await asyncio.gather(*(_close(c) for c in evicted))
 
     @property
     def warm_count(self) -> int:
         return len(self._warm)
+
+    @property
+    def kept_count(self) -> int:
+        return len(self._kept)
 
     @property
     def kept_ids(self) -> list[str]:
@@ -101,7 +157,8 @@ class IdleContexts:
     async def trim(self) -> int:
         """Close every idle context (warm and kept); returns how many were closed."""
         idle = self._warm + [c for c, _ in self._kept.values()]
-        self._warm, self._kept = [], {}
+        self._warm = []
+        self._kept.clear()
         await asyncio.gather(*(_close(c) for c in idle))
         return len(idle)
 
@@ -114,16 +171,27 @@ class IdleContexts:
                 ctx, _ = self._kept.pop(tid)
                 await _close(ctx)
 
-    async def close(self) -> None:
+    async def close(self, cleanup_timeout_s: float = 10.0) -> None:
+        """Stop refilling and expiring, let adopted clean-ups finish, close every idle context."""
         self._closed = True
         for t in (self._refill, self._janitor):
             if t is not None:
                 t.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+        if self._cleanups:
+            _, late = await asyncio.wait(set(self._cleanups), timeout=cleanup_timeout_s)
+            for t in late:  # the browser is stuck; closing it ends these contexts anyway
+                t.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         await self.trim()
 
 
 async def _close(ctx: BrowserContext) -> None:
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception):  # the browser may be gone already
         await ctx.close()
+
+
+async def _close_when_made(making: asyncio.Future[BrowserContext]) -> None:
+    with contextlib.suppress(Exception):
+        await _close(await making)

@@ -74,7 +74,7 @@ async def serve(worker_id: str, address: str, config: Config, broker_address: st
             warmup = asyncio.create_task(extraction.start(), name="extraction-warmup")
         policy = UrlPolicy.from_config(config)
         idle = IdleContexts(browser, config.settings.warm_contexts, config.settings.context_keep_alive_s,
-                            lambda ctx: install_policy(ctx, policy))
+                            lambda ctx: install_policy(ctx, policy), max_kept=config.settings.max_kept_contexts)
         idle.start()
         server = grpc.aio.server()
         service = WorkerService(worker_id, config, browser, llm, idle, policy, broker, extraction, secrets)

@@ -1,8 +1,10 @@
 """The worker's gRPC face: runs one agent loop per ``RunTask`` call, in its own browser context.
 
 Cancelling the call (the coordinator does this for CancelTask, for first-of-N
-losers and when draining) cancels the agent task, which cancels the pending LLM
-request or Playwright call, and then the context is closed in ``finally``.
+losers and when draining, and as soon as it has a task's last event) cancels the
+agent task, which cancels the pending LLM request or Playwright call; the clean-up
+that then keeps or closes the context runs as a task owned by ``IdleContexts``
+(``adopt``), so it finishes even though the handler itself is cancelled.
 
 If the worker's Chromium dies, ``browser_lost`` ends every running task at once: a
 last step event says what died (the step that was interrupted, ``Error: the Chromium
@@ -139,6 +141,7 @@ class WorkerService(wgrpc.WorkerServiceServicer):
             pid=os.getpid(),
             warm_contexts=self.idle.warm_count,
             kept_contexts=self.idle.kept_ids,
+            browser_contexts=len(self.browser.contexts),
         )
 
     async def TrimIdle(self, request: wpb.TrimIdleRequest, context: grpc.aio.ServicerContext) -> wpb.TrimIdleResponse:
@@ -200,15 +203,23 @@ class WorkerService(wgrpc.WorkerServiceServicer):
                     return
                 yield msg
         finally:
+            # Nothing here may await: the coordinator cancels this handler as soon as it has the
+            # task's end, and an await would be interrupted with the context neither kept nor closed.
             del self._running[task_id]
             runner.cancel()
+            self.idle.adopt(self._finish(task_id, runner, session, keep=ended), f"finish-{task_id}")
+
+    async def _finish(self, task_id: str, runner: asyncio.Task[None], session: BrowserSession, keep: bool) -> None:
+        """After a task's call ended: wait for its agent to stop, then keep its context or close it."""
+        try:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await runner
-            del self.sessions[task_id]
-            kept = await session.detach() if ended else None
-            if kept is not None:  # a follow-up task may continue in it (conversation continuity)
-                await self.idle.keep(task_id, kept)
-            await session.close()
+        finally:
+            del self.sessions[task_id]  # only now may the same task id run here again
+        kept = await session.detach() if keep else None
+        if kept is not None:  # a follow-up task may continue in it (conversation continuity)
+            await self.idle.keep(task_id, kept)
+        await session.close()
 
     async def _drive(
         self, agent: Agent, session: BrowserSession, req: wpb.RunTaskRequest,
