@@ -64,6 +64,9 @@ async def idle_workers(c: Client, warm: int, kept_max: int) -> pb.GetMetricsResp
     if not all(w.state == pb.WORKER_STATE_READY and not w.status_problem and w.warm_contexts == warm
                and w.kept_contexts <= kept_max for w in m.workers):
         return None
+    # Chromium's own count of open contexts: each is a task's, a warm or a kept one (no leak).
+    if m.open_contexts != sum(len(w.open_contexts) + w.warm_contexts + w.kept_contexts for w in m.workers):
+        return None
     return m
 
 
