@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve", help="run the coordinator and its workers")
-    s.add_argument("--config", default=None, help="YAML config (default: the repository's config.yaml)")
+    s.add_argument("--config", default=None,
+                   help="YAML config (default: the repository's config.yaml); '-' reads it from standard input")
     s.add_argument("--ready-file", default=None, help="write {grpc_address} here once serving")
     s.add_argument("--grpc-port", type=int, default=None, help="override settings.grpc_port (0: any free port)")
     s.set_defaults(fn=cmd_serve)

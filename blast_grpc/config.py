@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -236,16 +237,20 @@ def _format_error(exc: ValidationError, source: str) -> str:
 
 
 def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Read and validate a config file (the default ``config.yaml`` when ``path`` is None).
+    """Read and validate a config file (the default ``config.yaml`` when ``path`` is None;
+    ``"-"`` reads it from standard input, so a config holding API keys need not be on disk).
 
     ``overrides`` is merged over the file, key by key, before validation.
     """
     src = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    from_stdin = path is not None and str(path) == "-"
+    if from_stdin:
+        src = Path("<stdin>")
     try:
-        raw = yaml.safe_load(src.read_text()) if src.exists() else {}
+        raw = yaml.safe_load(sys.stdin.read() if from_stdin else src.read_text()) if from_stdin or src.exists() else {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{src}: not valid YAML: {exc}".splitlines()[0]) from exc
-    if path is not None and not src.exists():
+    if path is not None and not from_stdin and not src.exists():
         raise ConfigError(f"{src}: config file not found")
     if raw is None:
         raw = {}

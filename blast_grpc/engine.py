@@ -11,6 +11,7 @@ Leaving the ``async with`` (or ``await engine.stop()``) stops every process it s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -36,6 +37,7 @@ class Engine:
         self.gateway_url = gateway_url
         self.client = Client(address)
         self._workdir = workdir
+        self.runtime_dir = ""  # the coordinator's runtime folder (sockets, workers' $TMPDIR)
 
     @classmethod
     def create(cls, config_path: str | None = None, *, overrides: dict[str, Any] | None = None,
@@ -104,13 +106,17 @@ class _Starting:
             # A library engine is used through its Client; the REST gateway is opt-in here.
             config.settings.gateway = False
         workdir = tempfile.mkdtemp(prefix="blast-engine-")
-        cfg_file = Path(workdir) / "config.json"
-        cfg_file.write_text(config.model_dump_json())
         ready = Path(workdir) / "ready.json"
+        # The config goes through a pipe, not a file: it may hold API keys, which never touch the disk.
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "blast_grpc", "serve", "--config", str(cfg_file), "--ready-file", str(ready),
-            stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
+            sys.executable, "-m", "blast_grpc", "serve", "--config", "-", "--ready-file", str(ready),
+            stdin=asyncio.subprocess.PIPE, start_new_session=True,
         )
+        assert proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it exited: reported below
+            proc.stdin.write(config.model_dump_json().encode())
+            await proc.stdin.drain()
+            proc.stdin.close()
         try:
             info = await wait_ready_file_async(ready, proc, timeout, what="the engine")
         except StartError as exc:
@@ -119,4 +125,6 @@ class _Starting:
                 await proc.wait()
             _rmtree(workdir)
             raise EngineStartError(str(exc)) from None
-        return Engine(proc, str(info["grpc_address"]), workdir, info.get("metrics_url"), info.get("gateway_url"))
+        engine = Engine(proc, str(info["grpc_address"]), workdir, info.get("metrics_url"), info.get("gateway_url"))
+        engine.runtime_dir = str(info.get("runtime_dir") or "")
+        return engine

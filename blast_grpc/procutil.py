@@ -16,6 +16,15 @@ from typing import Any
 import psutil
 
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option: int, arg: int) -> bool:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        return bool(libc.prctl(option, arg) == 0)
+    except OSError:
+        return False
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
@@ -23,11 +32,39 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
 
     Safe to call in a ``preexec_fn`` (between fork and exec of a child); a no-op off Linux.
     """
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, sig)
-    except OSError:
-        pass
+    _prctl(PR_SET_PDEATHSIG, sig)
+
+
+def become_subreaper() -> bool:
+    """Make this process the one its orphaned descendants are re-parented to (instead of init),
+    so it can find and end them (``prctl(PR_SET_CHILD_SUBREAPER)``); False off Linux."""
+    return _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+# A program that runs another one with PR_SET_PDEATHSIG=SIGKILL: the target dies with the
+# process that started it, however that process ends. Python with -S -E starts in ~20 ms, and
+# only when a browser or driver starts. The parent's pid is read before the prctl so that a
+# parent which died in between is noticed (the signal would never come).
+_DEATHSIG_WRAPPER = """#!{python} -SE
+import ctypes, os, sys
+parent = os.getppid()
+ctypes.CDLL("libc.so.6").prctl({option}, 9)
+if os.getppid() != parent:
+    sys.exit(137)
+os.execv({target!r}, [{target!r}, *sys.argv[1:]])
+"""
+
+
+def write_deathsig_wrapper(path: str | Path, target: str) -> str:
+    """Write an executable at ``path`` that execs ``target`` (with its arguments) so that it is
+    SIGKILLed when its parent process dies; returns ``path``. For programs started by a library
+    that takes an executable path (Playwright's browser and Node.js driver)."""
+    import sys
+
+    path = Path(path)
+    path.write_text(_DEATHSIG_WRAPPER.format(python=sys.executable, option=PR_SET_PDEATHSIG, target=target))
+    path.chmod(0o700)
+    return str(path)
 
 
 def write_ready_file(path: str | Path, data: dict[str, Any]) -> None:

@@ -2,6 +2,8 @@
 
 The gateway is stateless: it only translates HTTP to calls on the coordinator's
 public gRPC address, so it runs as its own process and can be restarted freely.
+It reads the coordinator's config file, which holds no API keys: it gets the keys in
+its environment (``BLAST_API_KEYS``), so they are never on disk.
 """
 
 from __future__ import annotations
@@ -13,13 +15,18 @@ import signal
 import sys
 from pathlib import Path
 
+from ..access import API_KEYS_ENV
 from ..config import Config
 from ..procutil import StartError, die_with_parent, wait_ready_file_async
+from .orphans import Orphans
 
 
 class GatewayProcess:
-    def __init__(self, config: Config, config_path: Path, runtime_dir: Path) -> None:
+    def __init__(self, config: Config, config_path: Path, runtime_dir: Path, keys: list[str],
+                 orphans: Orphans) -> None:
         self.config = config
+        self.keys = keys
+        self.orphans = orphans
         self.config_path = config_path
         self.ready = runtime_dir / "gateway.json"
         self.proc: asyncio.subprocess.Process | None = None
@@ -28,13 +35,16 @@ class GatewayProcess:
     async def start(self, grpc_port: int, timeout: float = 60.0) -> str:
         s = self.config.settings
         grpc_host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", "--grpc-address", f"{grpc_host}:{grpc_port}",
-            "--config", str(self.config_path), "--host", s.gateway_host, "--port", str(s.server_port),
-            "--ready-file", str(self.ready),
-            stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
-            preexec_fn=die_with_parent,  # a coordinator killed with SIGKILL takes its gateway along
-        )
+        with self.orphans.launching():
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gateway", "--grpc-address", f"{grpc_host}:{grpc_port}",
+                "--config", str(self.config_path), "--host", s.gateway_host, "--port", str(s.server_port),
+                "--ready-file", str(self.ready),
+                stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=die_with_parent,  # a coordinator killed with SIGKILL takes its gateway along
+                env={**os.environ, API_KEYS_ENV: ",".join(self.keys)},
+            )
+            self.orphans.known.add(self.proc.pid)
         try:
             info = await wait_ready_file_async(self.ready, self.proc, timeout, what="the REST gateway")
         except StartError as exc:
@@ -57,3 +67,4 @@ class GatewayProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         await proc.wait()
+        self.orphans.known.discard(proc.pid)

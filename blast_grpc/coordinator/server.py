@@ -1,9 +1,14 @@
 """The coordinator process: gRPC server (BlastService, health, reflection), scheduler, supervisor.
 
-Start-up: validate config → runtime dir → start workers → serve → write the ready
-file. SIGTERM or SIGINT only sets an event (the handler does nothing else); the
-main coroutine then drains: refuse new tasks, let running ones finish for
-``settings.drain_timeout_s``, cancel the rest, stop the workers, exit 0.
+Start-up: validate config → runtime dir (``rundir``) → find Chromium → start workers
+→ serve → write the ready file. SIGTERM or SIGINT only sets an event (the handler does
+nothing else); the main coroutine then drains: refuse new tasks, let running ones finish
+for ``settings.drain_timeout_s``, cancel the rest, stop the workers, end every process
+still left in its tree (``orphans``: the coordinator is their subreaper), exit 0. When
+it has exited, no process of the engine is left.
+
+API keys are never written to disk: the workers' config file has none (they need none)
+and the gateway gets them in its environment (``BLAST_API_KEYS``).
 """
 
 from __future__ import annotations
@@ -11,10 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import signal
-import tempfile
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -25,6 +27,7 @@ from .._proto.blast.v1 import blast_pb2_grpc as bgrpc
 from .._proto.blast.worker.v1 import worker_pb2 as wpb
 from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
 from ..access import api_keys, is_loopback
+from ..chromium import ChromiumNotFound, find_chromium
 from ..config import Config
 from ..httpserve import EmbeddedServer
 from ..procutil import write_ready_file
@@ -35,8 +38,10 @@ from .cache import Cache
 from .gateway_proc import GatewayProcess
 from .launch import Launcher
 from .metrics import collect_metrics, memory_bytes
+from .orphans import Orphans
 from .persist import TaskDatabase
 from .prometheus import metrics_app
+from .rundir import RuntimeDir
 from .scheduler import Scheduler
 from .service import BlastService
 from .tasks import TaskRecord, TaskStore
@@ -52,13 +57,15 @@ class Coordinator:
     def __init__(self, config: Config) -> None:
         self.config = config
         s = config.settings
-        self.runtime_dir = Path(tempfile.mkdtemp(prefix="blast-", dir=s.runtime_dir))
+        self.orphans = Orphans()
+        self.rundir = RuntimeDir(s.runtime_dir)
+        self.runtime_dir = self.rundir.path
         self.config_path = self.runtime_dir / "config.json"
-        self.config_path.write_text(config.model_dump_json())
+        self.config_path.write_text(_without_keys(config).model_dump_json())
         self.store = TaskStore()
         self.task_db = TaskDatabase(s.task_db_path) if s.task_db_path else None
         self.supervisor = Supervisor(config, self.config_path, self.runtime_dir, self._worker_changed,
-                                     broker_address=f"unix://{self.runtime_dir}/broker.sock")
+                                     broker_address=f"unix://{self.runtime_dir}/broker.sock", orphans=self.orphans)
         self.budget = Budget(config)
         self.scheduler = Scheduler(config, lambda: self.workers, self._history, self.budget)
         self.cache = (Cache(s.cache_path, s.persist_cache) if s.cache_results or s.cache_plans else None)
@@ -79,7 +86,8 @@ class Coordinator:
         self.port = 0
         self.metrics_server: EmbeddedServer | None = None
         self._memory_task: asyncio.Task[None] | None = None
-        self.gateway = GatewayProcess(config, self.config_path, self.runtime_dir) if s.gateway else None
+        self.gateway = (GatewayProcess(config, self.config_path, self.runtime_dir, keys, self.orphans)
+                        if s.gateway else None)
 
     @property
     def workers(self) -> list[WorkerHandle]:
@@ -127,7 +135,15 @@ class Coordinator:
         self.scheduler.start()
         if self.config.constraints.max_memory is not None:
             self._memory_task = asyncio.create_task(self._sample_memory(), name="memory-sampler")
-        await self.supervisor.start()
+        self.orphans.start()
+        # Once, here, for every worker: off the loop, because the last resort (Playwright's own
+        # download) asks Playwright's sync API, which refuses to run inside an event loop.
+        try:
+            chromium = await asyncio.to_thread(find_chromium, s.local_browser_path)
+        except ChromiumNotFound as exc:
+            raise SystemExit(f"blast-grpc: {exc}") from None
+        log.info("Chromium: %s", chromium)
+        await self.supervisor.start(chromium)
         await self.server.start()
         if s.metrics_port is not None:
             app = metrics_app(lambda: collect_metrics(self.store, self.scheduler, self.workers))
@@ -167,7 +183,15 @@ class Coordinator:
             self.cache.close()
         if self.task_db is not None:
             self.task_db.close()
-        shutil.rmtree(self.runtime_dir, ignore_errors=True)
+        await self.orphans.finish()
+        self.rundir.remove()
+
+
+def _without_keys(config: Config) -> Config:
+    """The config the workers and the gateway read from disk: no API keys (never on disk)."""
+    safe = config.model_copy(deep=True)
+    safe.settings.api_keys = []
+    return safe
 
 
 async def run_coordinator(config: Config, ready_file: str | None = None) -> int:
@@ -188,6 +212,7 @@ async def run_coordinator(config: Config, ready_file: str | None = None) -> int:
                 if coord.metrics_server else None,
                 "gateway_url": coord.gateway.url if coord.gateway else None,
                 "pid": os.getpid(),
+                "runtime_dir": str(coord.runtime_dir),
             })
         await stop.wait()
         log.info("draining")

@@ -2,8 +2,10 @@
 
 The scheduler only sees ``WorkerHandle``s: an id, a gRPC address, a state and the
 tasks it runs. Nothing else assumes a worker is a local process; ``Supervisor``
-is the one place that starts processes, notices a dead one through its exit
-(``asyncio`` waits on the child, no polling) and restarts it with backoff::
+is the one place that starts worker processes, notices a dead one through its exit
+(``asyncio`` waits on the child, no polling), ends what the dead one left (``Orphans``:
+its driver, Chromium and readers; its ``$TMPDIR`` with Chromium's profile folders) and
+restarts it with backoff::
 
     STARTING ──ready──▶ READY ──exit──▶ DEAD ──backoff──▶ STARTING
         └──────────── fails to start ──────┘          (STOPPING on shutdown)
@@ -15,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -30,6 +33,7 @@ from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
 from ..config import Config
 from ..extraction import cleanup_blocks
 from ..worker.exits import exit_reason
+from .orphans import Orphans
 
 log = logging.getLogger("blast_grpc.supervisor")
 
@@ -92,12 +96,14 @@ class Supervisor:
     """Starts ``settings.workers`` local worker processes and keeps that many alive."""
 
     def __init__(self, config: Config, config_path: Path, runtime_dir: Path,
-                 on_change: Callable[[WorkerHandle], None], broker_address: str) -> None:
+                 on_change: Callable[[WorkerHandle], None], broker_address: str, orphans: Orphans) -> None:
         self.config = config
         self.broker_address = broker_address
         self.config_path = config_path
         self.runtime_dir = runtime_dir
         self.on_change = on_change
+        self.chromium = ""  # resolved once by the coordinator (find_chromium), given to start()
+        self.orphans = orphans
         self.handles = [
             WorkerHandle(f"w{i + 1}", f"unix://{runtime_dir}/w{i + 1}.sock") for i in range(config.settings.workers)
         ]
@@ -106,8 +112,9 @@ class Supervisor:
         self._stopping = False
         self._first_ready = asyncio.Event()
 
-    async def start(self) -> None:
+    async def start(self, chromium: str) -> None:
         """Start every worker and wait until at least one is ready (or all failed once)."""
+        self.chromium = chromium
         for h in self.handles:
             self._tasks[h.worker_id] = asyncio.create_task(self._keep_alive(h), name=f"supervise-{h.worker_id}")
         try:
@@ -116,20 +123,39 @@ class Supervisor:
             log.error("no worker became ready within %.0fs; tasks wait until one does",
                       self.config.settings.worker_start_timeout_s)
 
+    def tmp_dir(self, h: WorkerHandle) -> Path:
+        """The worker's ``$TMPDIR``: Chromium's profile folders live there, removed with the worker."""
+        return self.runtime_dir / f"{h.worker_id}.tmp"
+
     async def _spawn(self, h: WorkerHandle) -> asyncio.subprocess.Process:
         sock = h.address.removeprefix("unix://")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(sock)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "blast_grpc.worker",
-            "--worker-id", h.worker_id, "--address", h.address, "--config", str(self.config_path),
-            "--broker", self.broker_address,
-            stdin=asyncio.subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: Chromium and the driver die with it
-        )
+        tmp = self.tmp_dir(h)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(mode=0o700)
+        with self.orphans.launching():
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "blast_grpc.worker",
+                "--worker-id", h.worker_id, "--address", h.address, "--config", str(self.config_path),
+                "--broker", self.broker_address, "--chromium", self.chromium,
+                stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=True,  # its own process group, apart from the coordinator's
+                env={**os.environ, "TMPDIR": str(tmp)},
+            )
+            self.orphans.known.add(proc.pid)
         self._procs[h.worker_id] = proc
         h.pid = proc.pid
         return proc
+
+    def _bury(self, h: WorkerHandle, proc: asyncio.subprocess.Process) -> None:
+        """After a worker exited: end what it left (driver, Chromium, readers) and remove its files."""
+        self._kill_group(proc)
+        self.orphans.known.discard(proc.pid)
+        self.orphans.collect()  # its children were re-parented to the coordinator
+        # The worker created these shared-memory blocks and can no longer unlink them.
+        cleanup_blocks(h.worker_id, keep_live_owners=False, pid=proc.pid)
+        shutil.rmtree(self.tmp_dir(h), ignore_errors=True)
 
     async def _wait_ready(self, h: WorkerHandle, proc: asyncio.subprocess.Process) -> bool:
         await h.connect()
@@ -158,9 +184,7 @@ class Supervisor:
                 log.error("worker %s did not become ready within %.0fs", h.worker_id, s.worker_start_timeout_s)
                 self._kill_group(proc)
             code = await proc.wait()
-            self._kill_group(proc)
-            # The worker created these shared-memory blocks and can no longer unlink them.
-            cleanup_blocks(h.worker_id, keep_live_owners=False, pid=proc.pid)
+            self._bury(h, proc)
             h.last_exit = _describe_exit(code)
             if self._stopping:
                 break

@@ -6,6 +6,18 @@ whole, healthy worker), with ``EXIT_BROWSER_LOST`` after telling each running ta
 what died, and on SIGTERM, after closing its browser. It logs at
 ``settings.blastai_log_level`` and loads ``settings.secrets_file_path`` once at start;
 secret values are redacted from its log output.
+
+Nothing it starts outlives it, however it ends (``kill -9`` included)::
+
+    worker ──▶ Node.js driver ──▶ Chromium ──▶ zygote, renderers, helpers
+           PDEATHSIG=KILL     PDEATHSIG=KILL      (exit when the browser's pipes close)
+
+Playwright starts the driver and the browser in process groups of their own, so a group
+kill cannot reach them; instead both are started through a small wrapper
+(``procutil.write_deathsig_wrapper``) that makes Linux SIGKILL them when their parent
+dies. Chromium's profile folders go to ``$TMPDIR``, which the supervisor makes per worker
+and removes when the worker is gone. The Chromium binary is resolved by the coordinator
+(``--chromium``); a worker started by hand resolves it itself, off the event loop.
 """
 
 from __future__ import annotations
@@ -17,9 +29,12 @@ import logging
 import os
 import signal
 import sys
+import tempfile
+from pathlib import Path
 
 import grpc
 import uvloop
+from playwright._impl._driver import compute_driver_executable
 from playwright.async_api import async_playwright
 
 from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
@@ -28,7 +43,7 @@ from ..chromium import CHROMIUM_ARGS, find_chromium
 from ..config import Config, load_config
 from ..extraction import ExtractionPool
 from ..llm import LLM
-from ..procutil import die_with_parent
+from ..procutil import die_with_parent, write_deathsig_wrapper
 from .contexts import IdleContexts
 from .exits import EXIT_BROWSER_LOST
 from .navigation import UrlPolicy
@@ -38,10 +53,26 @@ from .service import WorkerService
 log = logging.getLogger("blast_grpc.worker")
 
 
-async def serve(worker_id: str, address: str, config: Config, broker_address: str | None) -> int:
+def _wrap_children(chromium: str, bin_dir: Path) -> str:
+    """Make Playwright's driver and browser die with this process; returns the browser to launch."""
+    node, _ = compute_driver_executable()
+    os.environ["PLAYWRIGHT_NODEJS_PATH"] = write_deathsig_wrapper(bin_dir / "node", node)
+    return write_deathsig_wrapper(bin_dir / "chromium", chromium)
+
+
+async def serve(worker_id: str, address: str, config: Config, broker_address: str | None,
+                chromium: str | None = None) -> int:
     secrets = Secrets.load(config.settings.secrets_file_path)
     install_log_redaction(secrets)
-    chromium = find_chromium(config.settings.local_browser_path)
+    if not chromium:  # find_chromium may start Playwright's sync API, which cannot run inside this loop
+        chromium = await asyncio.to_thread(find_chromium, config.settings.local_browser_path)
+    with tempfile.TemporaryDirectory(prefix="blast-worker-bin-") as bin_dir:
+        return await _serve(worker_id, address, config, broker_address, _wrap_children(chromium, Path(bin_dir)),
+                            secrets)
+
+
+async def _serve(worker_id: str, address: str, config: Config, broker_address: str | None, chromium: str,
+                 secrets: Secrets) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -106,12 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--address", required=True, help="gRPC address to listen on, e.g. unix:///tmp/w1.sock")
     ap.add_argument("--config", default=None)
     ap.add_argument("--broker", default=None, help="the coordinator's TaskBrokerService address")
+    ap.add_argument("--chromium", default=None, help="the Chromium binary (default: find one, see blast_grpc.chromium)")
     args = ap.parse_args(argv)
     die_with_parent()
     config = load_config(args.config)
     logging.basicConfig(level=config.settings.blastai_log_level.upper(),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
-    return uvloop.run(serve(args.worker_id, args.address, config, args.broker))
+    return uvloop.run(serve(args.worker_id, args.address, config, args.broker, args.chromium))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,100 @@
+"""The coordinator as its processes' last owner: orphans come to it, and it ends them.
+
+The coordinator is a child subreaper (``prctl(PR_SET_CHILD_SUBREAPER)``): when a process
+of the engine dies, its children are re-parented to the coordinator instead of init. So
+every process the engine ever started stays in the coordinator's tree, and anything that
+is a child of the coordinator but not one it started on purpose (a worker, the gateway)
+is an orphan of a dead process: a Node.js driver, a Chromium and its renderers, an
+extraction reader. ``Orphans`` ends those::
+
+    worker dies ──▶ its children re-parented here ──▶ collect(): SIGKILL them, reap them
+    every few s ──▶ collect(): late orphans (a renderer outliving its browser), zombies
+    shutdown    ──▶ finish(): SIGKILL every child, reap, repeat until none is left
+
+Children that ``launching()`` covers (a spawn in progress) and ``known`` ones are never
+touched. Orphans are reaped with ``waitpid`` on their own pid only: the event loop's
+own children (workers, the gateway) are left to the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from typing import Iterator
+
+import psutil
+
+from ..procutil import become_subreaper
+
+log = logging.getLogger("blast_grpc.supervisor")
+
+
+class Orphans:
+    def __init__(self) -> None:
+        self.enabled = become_subreaper()
+        self.known: set[int] = set()  # children started on purpose, owned by their starters
+        self._launching = 0
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @contextlib.contextmanager
+    def launching(self) -> Iterator[None]:
+        """Around starting a child: until its pid is in ``known`` it must not look like an orphan."""
+        self._launching += 1
+        try:
+            yield
+        finally:
+            self._launching -= 1
+
+    def _children(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process().children()
+        except psutil.Error:
+            return []
+
+    def collect(self) -> int:
+        """SIGKILL every orphan child, reap the dead ones; returns how many were still alive."""
+        if not self.enabled or self._launching:
+            return 0
+        alive = 0
+        for child in self._children():
+            if child.pid in self.known:
+                continue
+            with contextlib.suppress(psutil.Error):
+                if child.status() != psutil.STATUS_ZOMBIE:
+                    alive += 1
+                    child.send_signal(signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(child.pid, os.WNOHANG)
+        if alive:
+            log.info("ended %d orphaned process(es) of the engine", alive)
+        return alive
+
+    def start(self, interval_s: float = 2.0) -> None:
+        if self.enabled:
+            self._sweeper = asyncio.create_task(self._sweep(interval_s), name="orphan-sweeper")
+
+    async def _sweep(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            self.collect()
+
+    async def finish(self, timeout_s: float = 10.0) -> None:
+        """At shutdown, after the workers and the gateway stopped: end every child left, and the
+        children re-parented here while doing so, until none is left (or ``timeout_s``)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+        if not self.enabled:
+            return
+        self.known.clear()
+        deadline = time.monotonic() + timeout_s
+        while self._children() and time.monotonic() < deadline:
+            self.collect()
+            await asyncio.sleep(0.02)
+        left = self._children()
+        if left:
+            log.error("%d process(es) of the engine did not end: %s", len(left), [p.pid for p in left])
