@@ -1,6 +1,7 @@
 """Find a Chromium binary for Playwright, and the flags it needs on a closed network.
 
-Order: the ``BLAST_CHROMIUM`` environment variable, ``settings.local_browser_path``
+Call it outside any event loop (``asyncio.to_thread`` inside one): the download's path
+comes from Playwright's sync API. Order: the ``BLAST_CHROMIUM`` environment variable, ``settings.local_browser_path``
 when it is a path, ``chromium-headless-shell`` on PATH, ``chromium`` (or
 ``chromium-browser``) on PATH, Playwright's own download, and finally ``apt-get
 install -y chromium-headless-shell chromium`` when running as root and
@@ -15,6 +16,7 @@ CPU-seconds with ``chromium-headless-shell``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -45,13 +47,20 @@ class ChromiumNotFound(RuntimeError):
 
 def _playwright_download() -> str | None:
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import Error, sync_playwright
     except ImportError:
         return None
     try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass  # no loop in this thread: the sync API can run
+    else:
+        raise RuntimeError("find_chromium() may ask Playwright's sync API, which cannot run inside an event loop: "
+                           "call it with asyncio.to_thread(find_chromium, ...)")
+    try:
         with sync_playwright() as p:
             path = p.chromium.executable_path
-    except Exception:
+    except (Error, OSError):  # no driver, or it cannot start: there is no download to use
         return None
     return path if path and Path(path).exists() else None
 

@@ -42,7 +42,7 @@ pytestmark = [pytest.mark.browser]
 @pytest_asyncio.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_ARGS, headless=True)
+        b = await pw.chromium.launch(executable_path=await asyncio.to_thread(find_chromium), args=CHROMIUM_ARGS, headless=True)
         try:
             yield b
         finally:

@@ -19,6 +19,7 @@ largest page, and piece by piece in this process: shared-memory write, slice rea
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -81,7 +82,8 @@ async def _page_texts(ctx: BenchContext, sizes: list[int]) -> dict[int, str]:
     """Each long page's text as the engine reads it, from real Chromium."""
     out: dict[int, str] = {}
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_ARGS, headless=True)
+        chromium = await asyncio.to_thread(find_chromium)
+        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         try:
             page = await browser.new_page()
             for size in sizes:

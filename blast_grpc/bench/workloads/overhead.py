@@ -88,7 +88,7 @@ class Baseline:
 
     async def __aenter__(self) -> Baseline:
         pw = await self._stack.enter_async_context(async_playwright())
-        browser = await pw.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_ARGS, headless=True)
+        browser = await pw.chromium.launch(executable_path=await asyncio.to_thread(find_chromium), args=CHROMIUM_ARGS, headless=True)
         self._stack.push_async_callback(browser.close)
         self._page = await (await browser.new_context()).new_page()
         self._tools = Browser(_Holder(self._page), 10.0)
