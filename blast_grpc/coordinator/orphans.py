@@ -12,7 +12,8 @@ extraction reader. ``Orphans`` ends those::
     shutdown    ──▶ finish(): SIGKILL every child, reap, repeat until none is left
 
 Children that ``launching()`` covers (a spawn in progress) and ``known`` ones are never
-touched. Orphans are reaped with ``waitpid`` on their own pid only: the event loop's
+touched. The coordinator runs as a process of its own (``blast-grpc serve``), whose only
+children are the workers and the gateway it starts; children it had before are known. Orphans are reaped with ``waitpid`` on their own pid only: the event loop's
 own children (workers, the gateway) are left to the event loop.
 """
 
@@ -36,7 +37,8 @@ log = logging.getLogger("blast_grpc.supervisor")
 class Orphans:
     def __init__(self) -> None:
         self.enabled = become_subreaper()
-        self.known: set[int] = set()  # children started on purpose, owned by their starters
+        # Children started on purpose, owned by their starters (and any this process had already).
+        self.known: set[int] = {p.pid for p in self._children()}
         self._launching = 0
         self._sweeper: asyncio.Task[None] | None = None
 
