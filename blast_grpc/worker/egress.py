@@ -94,14 +94,13 @@ async def decide(policy: UrlPolicy, host: str, port: int, resolve: Resolve = sys
         if not addresses:
             raise LookupError(f"{name} has no address")
     else:
-        why = policy.name_refusal(str(ip)) if policy.allowed is not None else None
-        if why is not None:
-            raise Refused(why)
         addresses = [ip]
     for address in addresses:
         why = policy.address_refusal(address)
         if why is not None:
             raise Refused(why if str(address) == name else f"{name} resolves to {address}: {why}")
+    if ip is not None and (why := policy.name_refusal(str(ip))) is not None:  # a literal and allowed_domains
+        raise Refused(why)
     return addresses
 
 
