@@ -28,11 +28,17 @@ from .secrets import SecretError, Secrets
 
 NAVIGATING = frozenset({"go_to_url", "click", "type", "go_back"})  # actions that may start a page load
 REFUSED = "refused to open "
+UNREACHABLE = "could not open "
 
 
 def refusal_note(url: str, reason: str) -> str:
     """What the model is told about a URL the policy refused (a tool result says ``Error: `` first)."""
     return f"{REFUSED}{url}: {reason}"
+
+
+def unreachable_note(url: str, reason: str) -> str:
+    """What the model is told about a URL that was allowed but could not be connected to."""
+    return f"{UNREACHABLE}{url}: {reason}"
 
 
 def _fn(name: str, description: str, props: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -181,10 +187,11 @@ class Browser:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if action.name not in NAVIGATING:
                 return self._failure(action, first)
-            # A navigation the policy refused fails with a bare net::ERR_...; the worker's note says why,
+            # A navigation the policy refused (or the egress proxy could not connect) fails with a bare
+            # net::ERR_...; the worker's note says why,
             # and becomes the result (the other notes are handed out by take_notes as usual).
             self._pending += self._holder.take_notes()
-            refused = next((n for n in self._pending if n.startswith(REFUSED)), None)
+            refused = next((n for n in self._pending if n.startswith((REFUSED, UNREACHABLE))), None)
             if refused is None:
                 return self._failure(action, first)
             self._pending.remove(refused)

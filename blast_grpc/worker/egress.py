@@ -18,7 +18,8 @@ so a name cannot resolve to an allowed address for the check and a refused one f
 the connection (DNS rebinding). A name is refused if *any* of its addresses is.
 What Chromium reports for a refused connection (``net::ERR_SOCKS_CONNECTION_FAILED``)
 says nothing; the ``Refusal`` recorded in the context's ``Refusals`` lets the task's
-``PageGuard`` tell the model why.
+``PageGuard`` tell the model why (and likewise for a name that does not resolve or a
+connection the destination refused, which Chromium reports the same way).
 
 Only the subset of SOCKS5 (RFC 1928) Chromium uses is spoken: no authentication,
 CONNECT, IPv4 / IPv6 / domain addresses. The listener is on 127.0.0.1, port 0; only
@@ -184,7 +185,7 @@ class EgressProxy:
             log.info("egress refused %s:%d: %s", host, port, exc)
             return NOT_ALLOWED, None
         except LookupError as exc:
-            log.debug("egress: %s", exc)
+            self.refusals.add(Refusal(host.lower().rstrip("."), port, str(exc), refused=False))
             return HOST_UNREACHABLE, None
         last: OSError | None = None
         for address in addresses:  # each was checked; connect to exactly these (no second lookup)
@@ -193,9 +194,10 @@ class EgressProxy:
                     return OK, await asyncio.open_connection(str(address), port, limit=PIPE_CHUNK)
             except (OSError, TimeoutError) as exc:
                 last = exc if isinstance(exc, OSError) else OSError(str(exc) or "connect timed out")
-        code = CONNECTION_REFUSED if isinstance(last, ConnectionRefusedError) else HOST_UNREACHABLE
-        log.debug("egress could not connect to %s:%d: %r", host, port, last)
-        return code, None
+        refused = isinstance(last, ConnectionRefusedError)
+        why = "the connection was refused" if refused else f"the connection failed ({last})"
+        self.refusals.add(Refusal(host.lower().rstrip("."), port, f"{host}:{port}: {why}", refused=False))
+        return (CONNECTION_REFUSED if refused else HOST_UNREACHABLE), None
 
     async def close(self) -> None:
         """Stop listening and end every connection (idempotent)."""

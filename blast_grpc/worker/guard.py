@@ -37,7 +37,7 @@ from typing import Any, Callable, Coroutine
 from playwright.async_api import BrowserContext, Dialog, Download, Page, Request
 
 from ..agent.popups import popup_note
-from ..agent.tools import refusal_note
+from ..agent.tools import refusal_note, unreachable_note
 from .navigation import Refusals
 
 log = logging.getLogger("blast_grpc.worker")
@@ -96,7 +96,8 @@ class PageGuard:
             return
         came = request.redirected_from
         via = f" (redirected from {came.url})" if came is not None else ""
-        note = refusal_note(request.url + via, refusal.reason)
+        note = (refusal_note(request.url + via, refusal.reason) if refusal.refused
+                else unreachable_note(request.url + via, refusal.reason))
         if note not in self._notes:
             self._notes.append(note)
 

@@ -157,12 +157,17 @@ class UrlPolicy:
 
 @dataclass
 class Refusal:
-    """One thing the policy refused in a context: a URL (route handler) or a host:port (egress proxy)."""
+    """One thing the policy refused in a context: a URL (route handler) or a host:port (egress proxy).
+
+    The proxy also records what it could not connect to: behind a proxy Chromium reports any
+    failed connection as ``ERR_SOCKS_CONNECTION_FAILED``, so the reason is kept here too.
+    """
 
     host: str  # lower-case, as the browser wrote it (no brackets, no trailing dot)
     port: int | None  # None: refused by URL, before a connection was tried
     reason: str
     url: str = ""
+    refused: bool = True  # False: allowed, but the proxy could not connect (no such name, connection refused)
 
 
 @dataclass

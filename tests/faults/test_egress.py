@@ -258,6 +258,15 @@ async def test_numbers_a_browser_reads_as_loopback_say_why(strict_policy: Engine
     assert v4.hits == []
 
 
+async def test_an_allowed_address_that_refuses_the_connection_says_so(strict_policy: Engine,
+                                                                       netns: Namespace) -> None:
+    address, port = netns.site.rsplit(":", 1)
+    target = f"{address}:{8082 if port == '8081' else 8081}/"  # only the site listens in the namespace
+    events, _ = await probe(strict_policy, target)
+    result = steps(events)[0].result
+    assert result.startswith(f"Error: could not open {target}: ") and "the connection was refused" in result, result
+
+
 async def test_a_private_address_is_refused_by_default(strict_policy: Engine, netns: Namespace) -> None:
     target = f"{netns.private}/private"
     events, told = await probe(strict_policy, redirect(netns, target))

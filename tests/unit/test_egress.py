@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 import struct
 from typing import AsyncIterator
 
 import pytest
 import pytest_asyncio
 
-from blast_grpc.worker.egress import NOT_ALLOWED, OK, EgressProxy, Refused, decide
+from blast_grpc.worker.egress import CONNECTION_REFUSED, HOST_UNREACHABLE, NOT_ALLOWED, OK, EgressProxy, Refused, decide
 from blast_grpc.worker.navigation import IP, Refusals, UrlPolicy
 
 pytestmark = pytest.mark.asyncio
@@ -169,3 +170,28 @@ async def test_only_connect_without_authentication_is_spoken() -> None:
         writer.close()
     finally:
         await proxy.close()
+
+
+async def test_a_destination_that_cannot_be_reached_is_recorded_as_such() -> None:
+    refusals = Refusals()
+    proxy = EgressProxy(LOCAL, refusals, FakeResolver({}))
+    await proxy.start()
+    closed = socket_port_with_nothing_listening()
+    try:
+        code, _, writer = await socks_connect(proxy.port, "127.0.0.1", closed)
+        writer.close()
+        assert code == CONNECTION_REFUSED
+        code, _, writer = await socks_connect(proxy.port, "nowhere.test", 80)
+        writer.close()
+        assert code == HOST_UNREACHABLE
+        assert [(r.refused, r.reason) for r in refusals.items] == [
+            (False, f"127.0.0.1:{closed}: the connection was refused"),
+            (False, "nowhere.test could not be resolved (no such host nowhere.test)")]
+    finally:
+        await proxy.close()
+
+
+def socket_port_with_nothing_listening() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again on return: nothing listens there
