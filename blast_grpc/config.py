@@ -107,6 +107,7 @@ class Settings(_Strict):
     max_queued_tasks: int = Field(1000, ge=1)
     allow_loopback: bool = False
     allow_link_local: bool = False
+    allow_private_networks: bool = False
     warm_contexts: int = Field(1, ge=0, le=32)
     context_memory_estimate: int = 40_000_000
     memory_sample_s: float = Field(0.5, gt=0)

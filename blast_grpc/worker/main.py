@@ -30,6 +30,7 @@ from ..extraction import ExtractionPool
 from ..llm import LLM
 from ..procutil import die_with_parent
 from .contexts import IdleContexts
+from .egress import Egress
 from .exits import EXIT_BROWSER_LOST
 from .navigation import UrlPolicy
 from .navigation import install as install_policy
@@ -73,8 +74,9 @@ async def serve(worker_id: str, address: str, config: Config, broker_address: st
             # first extraction simply shares the executor that is starting.
             warmup = asyncio.create_task(extraction.start(), name="extraction-warmup")
         policy = UrlPolicy.from_config(config)
+        egress = Egress(policy)
         idle = IdleContexts(browser, config.settings.warm_contexts, config.settings.context_keep_alive_s,
-                            lambda ctx: install_policy(ctx, policy))
+                            lambda ctx, refusals: install_policy(ctx, policy, refusals), egress)
         idle.start()
         server = grpc.aio.server()
         service = WorkerService(worker_id, config, browser, llm, idle, policy, broker, extraction, secrets)
@@ -86,6 +88,7 @@ async def serve(worker_id: str, address: str, config: Config, broker_address: st
         await stop.wait()
         await server.stop(grace=1.0)
         await idle.close()
+        await egress.close()  # the proxies of contexts still open (their browser closes below)
         if warmup is not None:
             warmup.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
