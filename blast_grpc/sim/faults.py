@@ -1,7 +1,9 @@
 """Injected failures: which kinds exist, how they are specified, and the queue they wait in.
 
 Faults wait in a queue; each request takes the first queued fault that applies
-to it (same model, or any model when the fault has none). ``malformed_tool_json``
+to it (same model, or any model when the fault has none). ``huge_answer`` (a 200 whose
+body is a valid completion of ``HUGE_ANSWER_BYTES``) and ``non_json`` (a 200 with an HTML
+page, as a misconfigured base URL gives) break the answer itself. ``malformed_tool_json``
 and ``no_tool_call`` only make sense for agent requests (those offer tools), so
 extraction and planner requests pass over them and they wait for the next agent
 request. The queue is locked because tests add faults from other threads.
@@ -13,7 +15,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("http_429", "http_500", "malformed_tool_json", "no_tool_call", "stall")
+KINDS = ("http_429", "http_500", "malformed_tool_json", "no_tool_call", "stall", "huge_answer", "non_json")
+HUGE_ANSWER_BYTES = 5 * 1024 * 1024
 AGENT_ONLY = frozenset({"malformed_tool_json", "no_tool_call"})
 
 
