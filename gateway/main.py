@@ -33,6 +33,7 @@ import uvloop
 
 from blast_grpc.access import API_KEYS_ENV, api_keys, is_loopback
 from blast_grpc.config import ConfigError, load_config
+from blast_grpc.logsetup import setup_logging
 from blast_grpc.procutil import write_ready_file
 
 from .app import configured_models, create_app
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     host = args.host or s.gateway_host
     port = s.server_port if args.port is None else args.port
     level = (args.log_level or s.blastai_log_level).upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    setup_logging(s, "gateway", level)
     models = configured_models(config.constraints.llm_model, config.constraints.llm_model_mini)
     keys = api_keys(s.api_keys, os.environ)
     app = create_app(args.grpc_address, api_keys=keys, max_request_bytes=s.max_request_bytes, models=models,

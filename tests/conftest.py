@@ -83,6 +83,7 @@ def engine_overrides(sim: Sim, constraints: dict[str, Any] | None = None, **sett
         "cache_results": False,
         "cache_plans": False,
         "task_db_path": None,  # the restart test gives its engine a database of its own
+        "logs_dir": None,  # stderr only; the tests that read log files give their engine a directory
     }
     base.update(settings)
     return {"settings": base, "constraints": constraints or {}}
