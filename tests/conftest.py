@@ -40,7 +40,12 @@ class Sim:
         r = httpx.post(f"{self.root}/sim/faults", json={"faults": [{"kind": k} for k in kinds], "model": model})
         r.raise_for_status()
 
+    def requests(self) -> list[str]:
+        """The bodies of the recent chat completion requests, as the model received them."""
+        return list(httpx.get(f"{self.root}/sim/requests").json()["requests"])
+
     def reset(self) -> None:
+        """Clear the counts, the recorded requests and pending faults."""
         httpx.post(f"{self.root}/sim/reset").raise_for_status()
 
 
