@@ -138,7 +138,8 @@ def create_app(state: SimState) -> Starlette:
                 return Response("<!DOCTYPE html><html><body><h1>Welcome to nginx!</h1></body></html>",
                                 media_type="text/html")
             if fault.kind == "huge_answer":
-                huge = wire.Reply(content="x" * HUGE_ANSWER_BYTES)
+                answer = json.dumps({"text": "x" * HUGE_ANSWER_BYTES, "success": True})
+                huge = wire.Reply(content=None, calls=[wire.Call("done", answer, "call_sim_huge")])
                 return JSONResponse(wire.completion(huge, req.model, "chatcmpl-sim-huge", int(time.time()),
                                                     wire.prompt_tokens(body)))
         n = state.next_id()
