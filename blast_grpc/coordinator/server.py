@@ -76,9 +76,6 @@ class Coordinator:
         if not keys and not is_loopback(s.host):
             log.warning("the gRPC API on %s:%s is open to the network: no API key is set "
                         "(settings.api_keys or BLAST_API_KEYS)", s.host, s.grpc_port)
-            if s.metrics_port is not None:
-                log.warning("the Prometheus /metrics endpoint on %s:%s is open to the network: no API key is set "
-                            "(settings.api_keys or BLAST_API_KEYS)", s.host, s.metrics_port)
         self.port = 0
         self.metrics_server: EmbeddedServer | None = None
         self._memory_task: asyncio.Task[None] | None = None
@@ -135,7 +132,10 @@ class Coordinator:
         if s.metrics_port is not None:
             app = metrics_app(lambda: collect_metrics(self.store, self.scheduler, self.workers), self.keys)
             self.metrics_server = EmbeddedServer(app, s.host, s.metrics_port)
-            await self.metrics_server.start()
+            port = await self.metrics_server.start()
+            if not self.keys and not is_loopback(s.host):
+                log.warning("the Prometheus /metrics endpoint on %s:%d is open to the network: no API key is set "
+                            "(settings.api_keys or BLAST_API_KEYS)", s.host, port)
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if self.gateway is not None:
