@@ -12,7 +12,9 @@ From the config (default: the repository's ``config.yaml``) it reads
 variable (comma-separated), in addition to ``settings.api_keys``; keys are never logged.
 The coordinator checks the same keys on its gRPC API, so the gateway calls it with
 ``BLAST_API_KEY`` if that is set, otherwise with the first of its own keys.
-Bound to a non-loopback address without any key, it prints a warning line at start-up. ``--port 0`` picks a free port; once the gateway accepts
+It logs to stderr and to ``settings.logs_dir``/gateway.log (rotated, secret values
+redacted: ``blast_grpc/logsetup.py``). Bound to a non-loopback address without any key,
+it prints a warning line at start-up. ``--port 0`` picks a free port; once the gateway accepts
 connections it writes ``{"url": "http://HOST:PORT"}`` to ``--ready-file`` (atomically).
 SIGTERM or SIGINT stop it cleanly.
 """

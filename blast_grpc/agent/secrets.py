@@ -13,7 +13,7 @@ passes ``redact``, which turns any occurrence of a value back into its placehold
 The browser rewrites what it was given before it shows up anywhere: a GET form sends
 ``a+b%7E%21`` (form-urlencoded), a page script may put ``encodeURIComponent(v)`` or
 ``encodeURI(v)`` in its title or URL, HTML source holds ``&lt;``/``&#60;``/``&#x3c;``, JSON
-holds ``\u003c`` and ``\"``. Enumerating whole encoded strings cannot keep up (each encoder
+holds ``\\u003c`` and ``\\"``. Enumerating whole encoded strings cannot keep up (each encoder
 leaves a different set of characters alone, and URLs mix them), so the pattern is built
 per character instead: every character of a value matches itself or any way of writing
 it (``%XX`` in either case, also as ``%25XX``; ``+`` for a space; named, decimal and hex
