@@ -13,6 +13,9 @@ nothing passes from one task to another except through ``keep``/``take(prev)``,
 which is the conversation continuing. ``trim()`` closes every idle context (the
 coordinator asks for it under memory pressure).
 
+Every context is created with its own egress proxy (``egress.Egress``), which judges
+each connection the context's pages make; the proxy closes with its context.
+
 Every context this object creates ends closed, whoever gave up on it: a context
 whose creation was cancelled half-way is closed once it exists, and the clean-up of a
 finished task (``adopt``) runs as a task owned here, not in the gRPC handler, which
@@ -31,16 +34,19 @@ from typing import Any, Awaitable, Callable, Coroutine
 from playwright.async_api import Browser, BrowserContext
 
 from ..agent.popups import BLOCK_POPUPS_SCRIPT
+from .egress import Egress
+from .navigation import Refusals
 
 log = logging.getLogger("blast_grpc.worker")
 
-Prepare = Callable[[BrowserContext], Awaitable[None]]
+Prepare = Callable[[BrowserContext, Refusals], Awaitable[None]]
 
 
 class IdleContexts:
-    def __init__(self, browser: Browser, warm: int, keep_alive_s: float, prepare: Prepare,
+    def __init__(self, browser: Browser, warm: int, keep_alive_s: float, prepare: Prepare, egress: Egress,
                  max_kept: int = 64) -> None:
         self._browser = browser
+        self.egress = egress
         self._warm_target = warm
         self._keep_alive_s = keep_alive_s
         self._max_kept = max_kept
@@ -57,7 +63,8 @@ class IdleContexts:
         """A fresh context (optionally with saved cookies and storage) with one page open.
 
         Downloads are refused (``accept_downloads=False``): a task never writes files on the worker;
-        popup windows are blocked in every page (``BLOCK_POPUPS_SCRIPT``). If the caller is
+        popup windows are blocked in every page (``BLOCK_POPUPS_SCRIPT``); every connection goes
+        through the context's own egress proxy (no bypass list: loopback too). If the caller is
         cancelled meanwhile, the context is still made (Chromium does not know the caller left) and
         then closed, instead of living on unowned.
         """
@@ -69,10 +76,17 @@ class IdleContexts:
             raise
 
     async def _make(self, storage_state: Any) -> BrowserContext:
-        ctx = await self._browser.new_context(storage_state=storage_state, accept_downloads=False)
+        proxy, server = await self.egress.open()
+        try:
+            ctx = await self._browser.new_context(storage_state=storage_state, accept_downloads=False,
+                                                  proxy={"server": server})
+        except BaseException:
+            await proxy.close()
+            raise
+        self.egress.attach(ctx, proxy)  # from here the proxy closes with the context
         try:
             await ctx.add_init_script(BLOCK_POPUPS_SCRIPT)
-            await self._prepare(ctx)
+            await self._prepare(ctx, proxy.refusals)
             await ctx.new_page()
         except BaseException:
             await _close(ctx)
@@ -94,6 +108,10 @@ class IdleContexts:
         self._cleanups.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("context clean-up %s failed", task.get_name(), exc_info=task.exception())
+
+    def refusals(self, ctx: BrowserContext) -> Refusals | None:
+        """What the policy refused in ``ctx`` (its egress proxy and route handler record it)."""
+        return self.egress.refusals(ctx)
 
     def start(self) -> None:
         self._janitor = asyncio.create_task(self._expire_loop(), name="kept-context-janitor")

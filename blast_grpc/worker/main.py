@@ -4,8 +4,9 @@ Started by the coordinator's supervisor (``blast-grpc worker ...``) or by hand o
 another host. It exits when its browser disconnects (so the supervisor restarts a
 whole, healthy worker), with ``EXIT_BROWSER_LOST`` after telling each running task
 what died, and on SIGTERM, after closing its browser. It logs at
-``settings.blastai_log_level`` and loads ``settings.secrets_file_path`` once at start;
-secret values are redacted from its log output.
+``settings.blastai_log_level`` to stderr and ``settings.logs_dir``/worker-<id>.log
+(``logsetup.py``) and loads ``settings.secrets_file_path`` once at start; secret values
+are redacted from its log output.
 
 Nothing it starts outlives it, however it ends (``kill -9`` included)::
 
@@ -38,13 +39,15 @@ from playwright._impl._driver import compute_driver_executable
 from playwright.async_api import async_playwright
 
 from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
-from ..agent.secrets import Secrets, install_log_redaction
+from ..agent.secrets import Secrets
 from ..chromium import CHROMIUM_ARGS, find_chromium
 from ..config import Config, load_config
 from ..extraction import ExtractionPool
 from ..llm import LLM
+from ..logsetup import setup_logging
 from ..procutil import die_with_parent, write_deathsig_wrapper
 from .contexts import IdleContexts
+from .egress import Egress
 from .exits import EXIT_BROWSER_LOST
 from .navigation import UrlPolicy
 from .navigation import install as install_policy
@@ -61,9 +64,7 @@ def _wrap_children(chromium: str, bin_dir: Path) -> str:
 
 
 async def serve(worker_id: str, address: str, config: Config, broker_address: str | None,
-                chromium: str | None = None) -> int:
-    secrets = Secrets.load(config.settings.secrets_file_path)
-    install_log_redaction(secrets)
+                secrets: Secrets, chromium: str | None = None) -> int:
     if not chromium:  # find_chromium may start Playwright's sync API, which cannot run inside this loop
         chromium = await asyncio.to_thread(find_chromium, config.settings.local_browser_path)
     with tempfile.TemporaryDirectory(prefix="blast-worker-bin-") as bin_dir:
@@ -104,8 +105,10 @@ async def _serve(worker_id: str, address: str, config: Config, broker_address: s
             # first extraction simply shares the executor that is starting.
             warmup = asyncio.create_task(extraction.start(), name="extraction-warmup")
         policy = UrlPolicy.from_config(config)
+        egress = Egress(policy)
         idle = IdleContexts(browser, config.settings.warm_contexts, config.settings.context_keep_alive_s,
-                            lambda ctx: install_policy(ctx, policy), max_kept=config.settings.max_kept_contexts)
+                            lambda ctx, refusals: install_policy(ctx, policy, refusals), egress,
+                            max_kept=config.settings.max_kept_contexts)
         idle.start()
         server = grpc.aio.server()
         service = WorkerService(worker_id, config, browser, llm, idle, policy, broker, extraction, secrets)
@@ -117,6 +120,7 @@ async def _serve(worker_id: str, address: str, config: Config, broker_address: s
         await stop.wait()
         await server.stop(grace=1.0)
         await idle.close()
+        await egress.close()  # the proxies of contexts still open (their browser closes below)
         if warmup is not None:
             warmup.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -141,9 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     die_with_parent()
     config = load_config(args.config)
-    logging.basicConfig(level=config.settings.blastai_log_level.upper(),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
-    return uvloop.run(serve(args.worker_id, args.address, config, args.broker, args.chromium))
+    secrets = setup_logging(config.settings, f"worker-{args.worker_id}")
+    return uvloop.run(serve(args.worker_id, args.address, config, args.broker, secrets, args.chromium))
 
 
 if __name__ == "__main__":
