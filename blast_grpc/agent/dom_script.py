@@ -37,7 +37,8 @@ LISTENERS_SCRIPT = """
   const seen = new WeakSet();
   Object.defineProperty(window, '__blastListeners', {value: seen});
   const kinds = new Set(['click', 'dblclick', 'mousedown', 'mouseup', 'pointerdown', 'pointerup',
-                         'keydown', 'keyup', 'keypress', 'touchstart', 'touchend', 'input', 'change']);
+                         'keydown', 'keyup', 'keypress', 'touchstart', 'touchend', 'input', 'change',
+                         'mouseenter', 'mouseover', 'dragstart', 'drop']);
   const add = EventTarget.prototype.addEventListener;
   EventTarget.prototype.addEventListener = function (type, listener, options) {
     try { if (kinds.has(type) && this instanceof Element) seen.add(this); } catch (e) { /* never break the page */ }
@@ -55,13 +56,24 @@ _NAME_FUNCTIONS = r"""
     const t = (r && r.getElementById) ? r.getElementById(id) : document.getElementById(id);
     return t ? (t.innerText || t.textContent || '') : '';
   }).join(' ');
+  // A label's own text, without the text of the controls inside it (a select's options).
+  const labelText = (l) => {
+    const out = [];
+    const visit = (n) => {
+      if (n.nodeType === 3) out.push(n.data);
+      else if (n.nodeType === 1 && !['SELECT', 'TEXTAREA', 'INPUT', 'SCRIPT', 'STYLE'].includes(n.tagName))
+        for (const c of n.childNodes) visit(c);
+    };
+    visit(l);
+    return out.join(' ');
+  };
   const labelName = (el) => {
     const lb = el.getAttribute('aria-labelledby');
     if (lb) { const s = squash(byIds(el, lb)); if (s) return s; }
     const al = squash(el.getAttribute('aria-label'));
     if (al) return al;
     if (el.labels && el.labels.length) {
-      const s = squash(Array.from(el.labels).map(l => l.innerText || l.textContent).join(' '));
+      const s = squash(Array.from(el.labels).map(labelText).join(' '));
       if (s) return s;
     }
     const alt = squash(el.getAttribute('alt'));
@@ -143,6 +155,7 @@ SNAPSHOT_SCRIPT = (
     const ti = el.getAttribute('tabindex');
     if (ti !== null && parseInt(ti, 10) >= 0) return true;
     if (tag === 'LABEL' && el.control && !el.control.checkVisibility()) return true;  // a custom-drawn control
+    if (el.getAttribute('draggable') === 'true') return true;
     return st.cursor === 'pointer' && parentCursor !== 'pointer';
   };
   const stateOf = (el, tag, role) => {
@@ -216,7 +229,8 @@ SNAPSHOT_SCRIPT = (
       if (isStrong) candidate = true;
       else if (weak(el, tag, st, parentCursor)) {
         // The same thing twice: a handler inside a link/button, or a wrapper around native controls.
-        candidate = inside !== 'strong' && !el.querySelector('a[href], button, input, select, textarea, [role]');
+        const inner = inside !== 'strong' && el.querySelector('a[href], button, input, select, textarea, [role]');
+        candidate = inside !== 'strong' && !(inner && inner.checkVisibility());
       }
     }
     let r = null;
@@ -249,11 +263,13 @@ SNAPSHOT_SCRIPT = (
       for (const c of el.childNodes) walk(c, st.cursor, childInside, quiet);
     }
     // Own text becomes the name unless further listed elements are inside (then it stays text).
+    // (and unless it is long: a scrollable list's rows stay lines of text).
     const nested = items.slice(mark).some(x => x[0] === 'e' || x[0] === 'f');
     let own = '';
     if (!nested) {
       own = squash(items.slice(mark).filter(x => x[0] === 't').map(x => x[1]).join(' '));
-      items.length = mark;
+      if (own.length <= 100 || isStrong) items.length = mark;
+      else own = '';
     }
     const ctl = tag === 'LABEL' && el.control ? el.control : null;
     let name = labelName(el) || (ctl ? labelName(ctl) : '');

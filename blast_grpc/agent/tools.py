@@ -428,16 +428,20 @@ _FIND_OPTIONS = """
 """
 _POSITION = ("(e, vh) => Math.round(e.scrollTop) + 'px above, ' + "
              "Math.max(0, Math.round(e.scrollHeight - e.scrollTop - vh)) + 'px below'")
+# After scrolling, one frame passes so the page's scroll handlers (infinite lists) have run.
+_NEXT_FRAME = "await new Promise(r => requestAnimationFrame(() => setTimeout(r, 0)));"
 _SCROLL_PAGE = f"""
-(dir) => {{
+async (dir) => {{
   const e = document.scrollingElement || document.documentElement;
   window.scrollBy({{top: dir * Math.round(innerHeight * 0.8), behavior: 'instant'}});
+  {_NEXT_FRAME}
   return ({_POSITION})(e, innerHeight);
 }}
 """
 _SCROLL_ELEMENT = f"""
-(el, dir) => {{
+async (el, dir) => {{
   el.scrollBy({{top: dir * Math.max(Math.round(el.clientHeight * 0.8), 40), behavior: 'instant'}});
+  {_NEXT_FRAME}
   return ({_POSITION})(el, el.clientHeight);
 }}
 """
