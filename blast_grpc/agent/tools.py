@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Locator, Page
+from playwright.async_api import Frame, Locator, Page, Request
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from .elements import ElementGone, locate, reach
@@ -210,7 +210,7 @@ class Browser:
                 popups = await blocked_popups(self.page, self._timeout_ms / 1000)
                 result += "".join(f"\nNote: {popup_note(u)}" for u in popups)
             return result
-        except ElementGone as exc:
+        except (ElementGone, ActionError) as exc:
             return f"Error: {action.name}: {exc}"
         except (FillError, SecretError) as exc:
             return f"Error: {action.name} into [{action.args.get('index')}]: {exc}"
@@ -251,24 +251,49 @@ class Browser:
         el, note = await self._element(index)
         await reach(el, index)
         before = self.page
-        popup: asyncio.Future[Page] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        popup: asyncio.Future[Page] = loop.create_future()
+        leaving: asyncio.Future[str] = loop.create_future()  # a navigation of this tab started
+        arrived: asyncio.Future[None] = loop.create_future()  # ... and committed
 
         def on_popup(p: Page) -> None:
             if not popup.done():
                 popup.set_result(p)
 
-        before.on("popup", on_popup)
+        def on_request(r: Request) -> None:
+            if r.is_navigation_request() and r.frame == before.main_frame and not leaving.done():
+                leaving.set_result(r.url)
+
+        def on_navigated(f: Frame) -> None:
+            if f == before.main_frame and leaving.done() and not arrived.done():
+                arrived.set_result(None)
+
+        events: tuple[tuple[Any, Any], ...] = (("popup", on_popup), ("request", on_request),
+                                               ("framenavigated", on_navigated))
+        for event, handler in events:
+            before.on(event, handler)
+        late = ""
         try:
-            await el.click(timeout=self._timeout_ms)
-            if not popup.done() and await tabs_opening(before, self._timeout_ms / 1000):
+            # Not waiting inside click() for a navigation: one that never commits must not stop the page.
+            await el.click(timeout=self._timeout_ms, no_wait_after=True)
+            wait_s = self._timeout_ms / 1000
+            if not popup.done() and await tabs_opening(before, wait_s):
                 with contextlib.suppress(TimeoutError):  # the tab is on its way: let the session adopt it
-                    await asyncio.wait_for(asyncio.shield(popup), self._timeout_ms / 1000)
+                    await asyncio.wait_for(asyncio.shield(popup), wait_s)
+            if leaving.done():
+                try:
+                    await asyncio.wait_for(asyncio.shield(arrived), wait_s)
+                except TimeoutError:
+                    late = (f"; it started loading {leaving.result()}, which did not answer within {wait_s:g}s "
+                            "(it is still loading)")
         finally:
-            before.remove_listener("popup", on_popup)
+            for event, handler in events:
+                before.remove_listener(event, handler)
         await asyncio.sleep(0)  # the guard's "page" handler adopts the tab in this turn of the loop
-        await self._settle()
+        if not late:
+            await self._settle()
         opened = "" if self.page is before else f"; it opened a new tab, now current: {self.page.url}"
-        return f"Clicked [{index}]{opened}" + (f" ({note})" if note else "")
+        return f"Clicked [{index}]{opened}{late}" + (f" ({note})" if note else "")
 
     async def _do_type(self, a: Action) -> str:
         index = a.args["index"]

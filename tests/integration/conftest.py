@@ -17,6 +17,8 @@ from blast_grpc.worker.session import BrowserSession
 
 from .agent_pages import PageServer
 
+NO_HANG_S = 30  # generous: a bound that says "did not wait for the action timeout over and over", not a speed
+
 
 @pytest.fixture(scope="module")
 def pages() -> Iterator[PageServer]:
