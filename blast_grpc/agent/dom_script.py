@@ -3,8 +3,9 @@
 ``LISTENERS_SCRIPT`` is added to every context before the page's own scripts
 (``worker/contexts.py``): it wraps ``EventTarget.prototype.addEventListener`` so that an
 element given a click/mouse/pointer/key/touch listener is remembered in a ``WeakSet``
-(jQuery handlers go through ``addEventListener`` too). Listeners set as ``on*``
-properties or attributes are read off the element when the page is observed.
+(jQuery handlers go through ``addEventListener`` too), and keeps ``JSON.stringify`` and
+``getComputedStyle`` as they were before the page could replace them. Listeners set as
+``on*`` properties or attributes are read off the element when the page is observed.
 
 ``SNAPSHOT_SCRIPT`` walks one document in document order, piercing open shadow roots,
 and returns (as one JSON string) a flat list of items::
@@ -36,6 +37,9 @@ LISTENERS_SCRIPT = """
   if (window.__blastListeners) return;
   const seen = new WeakSet();
   Object.defineProperty(window, '__blastListeners', {value: seen});
+  // The built-ins the snapshot needs, kept before a page can replace them.
+  Object.defineProperty(window, '__blastBuiltins',
+                        {value: {stringify: JSON.stringify.bind(JSON), style: window.getComputedStyle.bind(window)}});
   const kinds = new Set(['click', 'dblclick', 'mousedown', 'mouseup', 'pointerdown', 'pointerup',
                          'keydown', 'keyup', 'keypress', 'touchstart', 'touchend', 'input', 'change',
                          'mouseenter', 'mouseover', 'dragstart', 'drop']);
@@ -106,6 +110,8 @@ SNAPSHOT_SCRIPT = (
   const HANDLERS = ['onclick', 'onmousedown', 'onmouseup', 'onpointerdown', 'onkeydown', 'ondblclick'];
   const NO_VALUE = new Set(['checkbox', 'radio', 'button', 'submit', 'reset', 'file', 'image']);
   const listeners = window.__blastListeners;
+  const builtins = window.__blastBuiltins || {stringify: JSON.stringify.bind(JSON), style: window.getComputedStyle};
+  const getComputedStyle = builtins.style;
   const vw = window.innerWidth, vh = window.innerHeight;
   const items = [];
   // Attributes are set after the walk: setting one between style reads would force a style
@@ -294,7 +300,7 @@ SNAPSHOT_SCRIPT = (
   const scroll = se ? [se.scrollTop, Math.max(0, se.scrollHeight - se.scrollTop - vh)] : [0, 0];
   const popups = window.__blastPopups ? window.__blastPopups.splice(0) : [];
   // One JSON string: Playwright's structured serialisation of thousands of small arrays is far slower.
-  return JSON.stringify({items, next: idx, truncated, scroll, viewport: [vw, vh], popups, title: document.title});
+  return builtins.stringify({items, next: idx, truncated, scroll, viewport: [vw, vh], popups, title: document.title});
 }
 """
 )

@@ -99,7 +99,8 @@ BIG = """<!doctype html><title>Big</title><div id="box"></div>
 THROWS = """<!doctype html><title>Throws</title><p>Some words to read.</p><button>Go</button>
 <script>
   // A page that breaks what injected scripts use.
-  window.getComputedStyle = () => { throw new Error('no styles for you'); };
+  window.getComputedStyle = () => { throw new Error('no styles for you'); };  // survived: kept by the init script
+  Element.prototype.getBoundingClientRect = () => { throw new Error('no boxes for you'); };
 </script>
 """
 
