@@ -126,6 +126,8 @@ def create_app(state: SimState) -> Starlette:
         req = parse_request(body)
         decision = decide(state.scenarios, req)
         state.stats.record(req.model, req.kind, decision.scenario)
+        if req.observation is not None and req.observation.images:
+            state.stats.record_images(req.observation.images)
         fault = state.faults.take(req.model, req.kind)
         if fault is not None:
             state.stats.record_fault(fault.kind)

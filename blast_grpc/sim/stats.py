@@ -27,6 +27,7 @@ class Stats:
             self._by_kind: Counter[str] = Counter()
             self._by_scenario: Counter[str] = Counter()
             self._faults: Counter[str] = Counter()
+            self._images = 0
 
     def record(self, model: str, kind: str, scenario: str | None) -> None:
         with self._lock:
@@ -34,6 +35,11 @@ class Stats:
             self._by_model[model] += 1
             self._by_kind[kind] += 1
             self._by_scenario[scenario or "(none)"] += 1
+
+    def record_images(self, n: int) -> None:
+        """Screenshots that arrived with observations (vision)."""
+        with self._lock:
+            self._images += n
 
     def record_fault(self, kind: str) -> None:
         with self._lock:
@@ -53,6 +59,7 @@ class Stats:
                 "by_kind": dict(self._by_kind),
                 "by_scenario": dict(self._by_scenario),
                 "faults_injected": dict(self._faults),
+                "observation_images": self._images,
             }
 
 

@@ -33,6 +33,7 @@ from typing import Any, Awaitable, Callable, Coroutine
 
 from playwright.async_api import Browser, BrowserContext
 
+from ..agent.dom_script import LISTENERS_SCRIPT
 from ..agent.popups import BLOCK_POPUPS_SCRIPT
 from .egress import Egress
 from .navigation import Refusals
@@ -86,6 +87,7 @@ class IdleContexts:
         self.egress.attach(ctx, proxy)  # from here the proxy closes with the context
         try:
             await ctx.add_init_script(BLOCK_POPUPS_SCRIPT)
+            await ctx.add_init_script(LISTENERS_SCRIPT)  # which elements have click/key handlers (observe)
             await self._prepare(ctx, proxy.refusals)
             await ctx.new_page()
         except BaseException:

@@ -175,7 +175,7 @@ class WorkerService(wgrpc.WorkerServiceServicer):
             queue.put_nowait(wpb.RunTaskResponse(plan=pb.TaskPlan(text=text)))
 
         session = BrowserSession(self.idle.new_context, task_id, self.contexts, self.config.settings.action_timeout_s,
-                                 self.idle.refusals)
+                                 self.idle.refusals, self.config.settings.max_tabs)
         self.sessions[task_id] = session
         broker = (GrpcBroker(self.broker, task_id, session)
                   if self.broker is not None and request.may_launch_subtasks else None)

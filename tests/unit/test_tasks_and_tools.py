@@ -7,7 +7,7 @@ import pytest
 
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 from blast_grpc.agent.observe import Observation
-from blast_grpc.agent.tools import BROWSER_TOOLS, ActionError, parse_call
+from blast_grpc.agent.tools import BROWSER_TOOLS, ActionError, browser_tools, parse_call
 from blast_grpc.coordinator.tasks import TaskStore
 
 OFFERED = {t["function"]["name"]: t["function"]["parameters"]["required"] for t in BROWSER_TOOLS}
@@ -51,12 +51,22 @@ def test_parse_call_reports_what_is_wrong() -> None:
 
 
 def test_observation_render_bounds_text() -> None:
-    obs = Observation("http://h/p", "T", ["[0] <a href=\"x\">X</a>"], "a" * 500)
+    obs = Observation("http://h/p", "T", ["[0] <a href=\"x\">X", "a" * 500], notes=["n1"],
+                      scroll="0px above, 0px below (viewport 1280x720)")
     out = obs.render(2, 10, max_chars=100)
     lines = out.splitlines()
-    assert lines[:4] == ["OBSERVATION", "URL: http://h/p", "TITLE: T", "ELEMENTS:"]
-    assert "[0] <a href=\"x\">X</a>" in lines and lines[-1] == "STEP: 2/10"
-    assert "400 more characters" in out and len(out) < 400
+    assert lines[:6] == ["OBSERVATION", "URL: http://h/p", "TITLE: T", "NOTE: n1",
+                         "SCROLL: 0px above, 0px below (viewport 1280x720)", "PAGE:"]
+    assert "[0] <a href=\"x\">X" in lines and lines[-1] == "STEP: 2/10"
+    assert "501 more characters" in out and len(out) < 400
+    assert obs.element_line(0) == '<a href="x">X' and obs.element_line(1) is None
+
+
+def test_tabs_line_only_with_several_tabs() -> None:
+    one = Observation("http://h/p", "T", [], tabs=["[0] T http://h/p (current)"]).render(1, 5, 1000)
+    assert "TABS:" not in one
+    two = Observation("http://h/p", "T", [], tabs=["[0] T http://h/p (current)", "[1] U http://h/u"])
+    assert "TABS: [0] T http://h/p (current) | [1] U http://h/u" in two.render(1, 5, 1000).splitlines()
 
 
 def test_step_detail_is_one_object_with_timings_and_merged_parts() -> None:
@@ -71,3 +81,10 @@ def test_step_detail_is_one_object_with_timings_and_merged_parts() -> None:
     assert detail == {"timing_ms": {"observe": 12.3, "llm": 1000.0, "act": 250.0},
                       "observation_notes": ["a dialog was dismissed"], "pages": 2,
                       "notes": ["a popup was closed", "a download was refused"], "chunks": 3}
+
+
+def test_the_tools_are_offered_in_one_fixed_order() -> None:
+    names = [t["function"]["name"] for t in browser_tools(upload=False)]
+    assert names == ["go_to_url", "click", "type", "select_option", "send_keys", "hover", "scroll", "scroll_to_text",
+                     "drag_and_drop", "switch_tab", "close_tab", "go_back", "wait", "extract_content", "done"]
+    assert browser_tools(upload=False) == browser_tools(upload=False)
