@@ -13,6 +13,8 @@ from blast_grpc.agent.tools import Action
 from blast_grpc.agent.tools import Browser as Tools
 from blast_grpc.chromium import CHROMIUM_ARGS, find_chromium
 from blast_grpc.worker.contexts import IdleContexts
+from blast_grpc.worker.egress import Egress
+from blast_grpc.worker.navigation import UrlPolicy
 from blast_grpc.worker.session import BrowserSession
 
 from .agent_pages import PageServer
@@ -36,21 +38,25 @@ async def chromium() -> AsyncIterator[Browser]:
             await b.close()
 
 
-async def _noop(_: object) -> None:
+async def _noop(*_: object) -> None:
     return None
 
 
 @pytest_asyncio.fixture
 async def tab_session(chromium: Browser) -> AsyncIterator[BrowserSession]:
     """A task's session as the worker makes it (init scripts, guard, tabs), in a fresh context."""
-    idle = IdleContexts(chromium, warm=0, keep_alive_s=0, prepare=_noop)
+    # The worker's egress proxies, with the loopback test pages allowed.
+    egress = Egress(UrlPolicy(None, allow_loopback=True, allow_link_local=False))
+    idle = IdleContexts(chromium, warm=0, keep_alive_s=0, prepare=_noop, egress=egress)
     registry: dict[str, BrowserContext] = {}
-    s = BrowserSession(idle.new_context, "task_tools", registry, nav_timeout_s=5)
+    s = BrowserSession(idle.new_context, "task_tools", registry, nav_timeout_s=5, refusals=idle.refusals)
     await s.open()
     try:
         yield s
     finally:
         await s.close()
+        await idle.close()
+        await egress.close()
 
 
 class Driver:
