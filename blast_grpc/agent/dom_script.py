@@ -169,7 +169,7 @@ SNAPSHOT_SCRIPT = (
   };
   const stateOf = (el, tag, role) => {
     const a = [];
-    const q = (k, v) => a.push(k + '="' + cut(squash(String(v)), 100).replace(/"/g, "'") + '"');
+    const q = (k, v) => a.push(k + '="' + cut(squash(String(v)), 100).replace(/"/g, '&quot;') + '"');
     if (el.hasAttribute('role')) q('role', el.getAttribute('role'));
     const type = tag === 'INPUT' ? (el.type || 'text') : '';
     if (type) q('type', type);

@@ -114,9 +114,39 @@ def char_pattern(c: str) -> str:
     return "(?:" + "|".join(forms) + ")"
 
 
+def _tokens(value: str) -> list[str]:
+    """One regex per character of ``value``; a run of white space is one token matching any run
+    (the observation collapses white space, as a browser's rendered text does)."""
+    tokens: list[str] = []
+    for run in re.finditer(r"\s+|\S", value):
+        text = run.group(0)
+        if text.isspace():
+            forms = "|".join(char_pattern(c) for c in sorted(set(text) | {" "}))
+            tokens.append(rf"(?:\s|{forms})+")
+        else:
+            tokens.append(char_pattern(text))
+    return tokens
+
+
 def value_pattern(value: str) -> str:
     """A regex matching ``value`` with each character in any of its forms (see the module docs)."""
-    return "".join(char_pattern(c) for c in value)
+    return "".join(_tokens(value))
+
+
+MIN_CUT_CHARS = 3
+MAX_CUT_CHARS = 120  # the observation cuts names and values at 100 characters
+
+
+def cut_pattern(value: str) -> str | None:
+    """A regex matching a beginning of ``value`` (at least ``MIN_CUT_CHARS`` long) cut off by an
+    ellipsis, as the observation shortens a long field value or name: ``hush-ab…``."""
+    tokens = _tokens(value)[:MAX_CUT_CHARS]
+    if len(tokens) <= MIN_CUT_CHARS:
+        return None
+    rest = ""
+    for token in reversed(tokens[MIN_CUT_CHARS:-1]):  # each further character optional, in order
+        rest = f"(?:{token}{rest})?"
+    return "".join(tokens[:MIN_CUT_CHARS]) + rest + "…"
 
 
 class Secrets:
@@ -127,6 +157,9 @@ class Secrets:
         # Longest first: a value inside another stays whole. Group i stands for _order[i].
         self._order = sorted(self._values, key=lambda n: len(self._values[n]), reverse=True)
         alternatives = [f"(?P<s{i}>{value_pattern(self._values[n])})" for i, n in enumerate(self._order)]
+        # Then a value the observation cut short (group c{i}), so not even its beginning shows.
+        alternatives += [f"(?P<c{i}>{cut})" for i, n in enumerate(self._order)
+                         if (cut := cut_pattern(self._values[n])) is not None]
         self._pattern = re.compile("|".join(alternatives)) if alternatives else None
 
     @classmethod
@@ -175,7 +208,8 @@ class Secrets:
 
         def name(m: re.Match[str]) -> str:
             assert m.lastgroup is not None
-            return placeholder(self._order[int(m.lastgroup[1:])])
+            kind, i = m.lastgroup[0], int(m.lastgroup[1:])
+            return placeholder(self._order[i]) + ("…" if kind == "c" else "")
 
         return self._pattern.sub(name, text)
 

@@ -116,6 +116,15 @@ def test_every_encoded_form_is_redacted() -> None:
     assert s.redact("hush-0123456789ab~Pa* ss") == "<secret>SHORT</secret>-0123456789ab~Pa* ss"  # no partial value
 
 
+def test_the_observation_forms_are_redacted() -> None:
+    """The observation collapses white space, writes quotes as &quot; and cuts long values with an ellipsis."""
+    s = Secrets({"ODD": "hush-0123456789ab~Pa*  ss!&<>\"'"})
+    assert s.redact('[1] <input value="hush-0123456789ab~Pa* ss!&<>&quot;\'">') == (
+        '[1] <input value="<secret>ODD</secret>">')
+    assert s.redact('value="my hush-01234…"') == 'value="my <secret>ODD</secret>…"'
+    assert s.redact("hu…") == "hu…"  # too short a beginning to be told from other text
+
+
 def test_log_files_rotate_and_are_redacted(tmp_path: Path) -> None:
     root = logging.getLogger()
     saved_handlers, saved_level = list(root.handlers), root.level
