@@ -24,10 +24,11 @@ from starlette.routing import Route
 from . import wire
 from .faults import Fault, FaultError, FaultQueue, parse_faults_body
 from .latency import LatencyModel
+from .policies import Policy, observation_text
 from .protocol import AGENT, EXTRACT, PLAN, ChatRequest, parse_request
 from .rules import Decision, answer_extraction, decide_agent, write_plan
 from .scenarios import ScenarioSet
-from .stats import Stats
+from .stats import PromptPrefixes, Stats
 
 POLL_S = 0.05  # how often long waits check for shutdown / client disconnect
 
@@ -40,6 +41,8 @@ class SimState:
     latency: LatencyModel = field(default_factory=LatencyModel)
     faults: FaultQueue = field(default_factory=FaultQueue)
     stats: Stats = field(default_factory=Stats)
+    policies: list[Policy] = field(default_factory=list)
+    prefixes: PromptPrefixes = field(default_factory=PromptPrefixes)
     closing: threading.Event = field(default_factory=threading.Event)
     stalled: int = 0  # requests currently held by a stall fault
     _ids: Any = field(default_factory=lambda: itertools.count(1))
@@ -48,9 +51,13 @@ class SimState:
         return next(self._ids)
 
 
-def decide(scenarios: ScenarioSet, req: ChatRequest) -> Decision:
-    """Route a parsed request to the agent, extraction or planner logic."""
+def decide(scenarios: ScenarioSet, req: ChatRequest, policies: list[Policy] | None = None,
+           body: dict[str, Any] | None = None) -> Decision:
+    """Route a parsed request to a policy that plays its task, or the agent, extraction or planner logic."""
     if req.kind == AGENT:
+        policy = next((p for p in policies or [] if p.task.search(req.task)), None)
+        if policy is not None:
+            return policy.decide(req, observation_text(body or {}))
         return decide_agent(scenarios, req)
     if req.kind == EXTRACT:
         return answer_extraction(scenarios, req)
@@ -110,8 +117,9 @@ def create_app(state: SimState) -> Starlette:
             state.stalled -= 1
 
     async def chat_completions(request: Request) -> Response:
+        raw = await request.body()
         try:
-            body = await request.json()
+            body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
             state.stats.record_bad_request()
             return _error(400, "request body is not valid JSON", "invalid_request_error")
@@ -121,8 +129,11 @@ def create_app(state: SimState) -> Starlette:
             state.stats.record_bad_request()
             return _error(400, str(exc), "invalid_request_error", exc.param)
         req = parse_request(body)
-        decision = decide(state.scenarios, req)
+        decision = decide(state.scenarios, req, state.policies, body)
         state.stats.record(req.model, req.kind, decision.scenario)
+        if req.kind == AGENT:
+            state.stats.record_prompt(decision.scenario, len(raw), state.prefixes.share(body),
+                                      len(observation_text(body)))
         fault = state.faults.take(req.model, req.kind)
         if fault is not None:
             state.stats.record_fault(fault.kind)
@@ -197,6 +208,7 @@ def create_app(state: SimState) -> Starlette:
     async def reset(_: Request) -> Response:
         state.stats.reset()
         state.faults.clear()
+        state.prefixes.clear()
         return JSONResponse({"reset": True})
 
     async def http_error(_: Request, exc: Exception) -> Response:
