@@ -85,7 +85,7 @@ def test_scroll_list_items_with_commas_are_kept_whole() -> None:
     page = parse_page(obs("Select Korea, Republic of, Chad from the scroll list and click Submit.",
                           '[2] <select multiple>options: Chad, Korea, Republic of, Peru', "[3] <button>Submit"))
     calls, _ = decide(task("click-scroll-list"), page, STARTED, [], 2)
-    assert calls == [("select_option", {"index": 2, "value": ["Korea, Republic of", "Chad"]}),
+    assert calls == [("select_option", {"index": 2, "values": ["Korea, Republic of", "Chad"]}),
                      ("click", {"index": 3})]
 
 
@@ -105,13 +105,26 @@ def test_tab_search_opens_each_tab_once_then_clicks_the_link() -> None:
 
 def test_login_popup_is_cancelled_and_the_form_filled_again() -> None:
     ask = 'Enter the username "kanesha" and the password "Xy1" into the text fields and press login.'
-    form = ['[1] <input type="text" disabled>', '[2] <input type="password" disabled>', "[3] <button disabled>OK"]
-    popup = ["Your session is about to expire.", "Exit to home page?", "[4] <button>OK", "[5] <button>Cancel"]
-    calls, thought = decide(task("login-user-popup"), parse_page(obs(ask, *form, *popup)),
-                            STARTED + ["miniwob: login: user typed"], [], 3)
-    assert calls == [("click", {"index": 5}), ("type", {"index": 1, "text": "kanesha", "submit": False}),
+    form = ['[1] <input type="text">', '[2] <input type="password">', "[3] <button>OK"]
+    # the popup covers the fields (they are not listed) and disables the form's OK
+    popup = ["Username", "Password", "[0] <button disabled>OK", "Your session is about to expire.",
+             "Exit to home page?", "[4] <button>OK", "[5] <button>Cancel"]
+    typed = STARTED + ["miniwob: login: user typed"]
+    calls, thought = decide(task("login-user-popup"), parse_page(obs(ask, *popup)), typed, [], 3)
+    assert calls == [("click", {"index": 5})] and thought == "miniwob: login: popup closed"
+    calls, _ = decide(task("login-user-popup"), parse_page(obs(ask, *form)), typed + [thought], [], 4)
+    assert calls == [("type", {"index": 1, "text": "kanesha", "submit": False}),
                      ("type", {"index": 2, "text": "Xy1", "submit": False}), ("click", {"index": 3})]
-    assert thought == "miniwob: login: submitted"
+
+
+def test_email_icons_follow_the_senders_name() -> None:
+    rows = ["[1] <div>", "Nikkie", "Amet odio.", "[2] <span>", "[3] <span>",
+            "[4] <div>", "Francesca", "Nec faucibus.", "[5] <span>", "[6] <span>", "[7] <div>", "Zed"]
+    ask = "Find the email by Francesca and click the {} icon to {}."
+    page = parse_page(obs(ask.format("trash", "delete it"), *rows))
+    assert decide(task("email-inbox-delete"), page, STARTED, [], 2)[0] == [("click", {"index": 5})]
+    page = parse_page(obs(ask.format("star", "mark it as important"), *rows))
+    assert decide(task("email-inbox-important"), page, STARTED, [], 2)[0] == [("click", {"index": 6})]
 
 
 def test_a_missing_element_ends_the_episode_saying_what_was_missing() -> None:

@@ -16,6 +16,13 @@ back from the history): which tabs or sections were already opened, which step o
 form is done. A solver that cannot find what it needs finishes with
 ``done(success=false)`` and says what was missing — that is a finding about the
 observation, not something to paper over here.
+
+Where the page is still moving (a section sliding open, a date picker fading out,
+icons whose images are loading) the policy waits and looks again, as a person would.
+Autocomplete suggestions are chosen with the arrow keys: a click on suggestion N of
+jQuery UI's menu selects the suggestion the pointer was resting on (left there by
+the START click), because the pointer jumps to the target in one move and the menu
+never sees it enter the new item.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ TASK_URL = re.compile(r"/miniwob/([\w-]+)\.html")
 _REWARD = re.compile(r"Last reward:\s*(-?\d+(?:\.\d+)?)")
 MEMORY = "miniwob: "
 MAX_STEPS = 14  # an episode that needs more has gone wrong; stop instead of wandering
+MAX_STARTS = 2
 
 
 class GiveUp(Exception):
@@ -92,7 +100,14 @@ class Turn:
         self.calls.append(("type", {"index": e.index, "text": text, "submit": False}))
 
     def select(self, e: Line, values: list[str]) -> None:
-        self.calls.append(("select_option", {"index": e.index, "value": values[0] if len(values) == 1 else values}))
+        if len(values) == 1:
+            self.calls.append(("select_option", {"index": e.index, "value": values[0]}))
+        else:
+            self.calls.append(("select_option", {"index": e.index, "values": values}))
+
+    def wait(self, seconds: float = 0.5) -> None:
+        """Look again shortly: the page is still drawing (an animation, an image loading)."""
+        self.calls.append(("wait", {"seconds": seconds}))
 
     def send_keys(self, keys: str) -> None:
         self.calls.append(("send_keys", {"keys": keys}))
@@ -218,19 +233,22 @@ def login_user(t: Turn) -> None:
 
 @solver("login-user-popup")
 def login_user_popup(t: Turn) -> None:
-    """A popup may open when a field is focused and disable the form: answer it, then go on.
+    """A popup may open when a field is focused, covering and disabling the form: cancel it first.
 
-    One field a step, so a popup is seen before the next field is tried.
+    One field a step until the popup has been seen (it shows at most once), so it is
+    noticed before the next field is tried; after it, the whole form at once.
     """
     name, password = _credentials(t)
-    user_box, pass_box = _login_fields(t)
     if re.search(r"Exit to home page\?", t.instruction):
         t.click(t.element("the popup's Cancel button", lambda e: e.tag == "button" and e.name == "Cancel"))
-        # The popup shows once; the field that opened it may not have taken the text.
+        t.remember("login: popup closed")
+        return
+    user_box, pass_box = _login_fields(t)
+    if t.remembers("login: popup closed"):
+        # The field that opened the popup may not have taken its text: type both again.
         t.type(user_box, name)
         t.type(pass_box, password)
-        t.click(t.button("OK"))  # the form's OK comes before the popup's in the page
-        t.remember("login: submitted")
+        t.click(t.button("OK"))
     elif not t.remembers("login: user typed"):
         t.type(user_box, name)
         t.remember("login: user typed")
@@ -239,7 +257,6 @@ def login_user_popup(t: Turn) -> None:
         t.remember("login: password typed")
     else:
         t.click(t.button("OK"))
-        t.remember("login: submitted")
 
 
 @solver("focus-text")
@@ -333,9 +350,16 @@ def click_tab(t: Turn) -> None:
     t.click(t.named(tab, "a", "tab"))
 
 
-def _find_behind_headers(t: Turn, word: str, header: Callable[[Line], bool], kind: str) -> None:
-    """Click the clickable ``word`` if shown; else open the next header not opened yet."""
-    link = t.page.find(lambda e: e.name == word and not header(e))
+SLIDE_S = 0.6  # jQuery UI's accordion slides a section open (and the open one shut) in 400 ms
+
+
+def _find_behind_headers(t: Turn, word: str, header: Callable[[Line], bool], kind: str, slides: bool) -> None:
+    """Click the clickable ``word`` if shown; else open the next header not opened yet.
+
+    Sections that ``slides`` open show only part of their links while they move, so
+    the policy watches one open (waits) before it judges what the section holds.
+    """
+    link = t.page.find(lambda e: e.name == word and not header(e) and e.role != "tabpanel")
     if link is not None:
         t.click(link)
         return
@@ -343,6 +367,8 @@ def _find_behind_headers(t: Turn, word: str, header: Callable[[Line], bool], kin
         note = f"opened {kind} {h.name}"
         if h.expanded() is not True and not t.remembers(note):
             t.click(h)
+            if slides:
+                t.wait(SLIDE_S)
             t.remember(note)
             return
     raise GiveUp(f"{word!r} is in no {kind}")
@@ -351,7 +377,7 @@ def _find_behind_headers(t: Turn, word: str, header: Callable[[Line], bool], kin
 @solver("click-tab-2")
 def click_tab_2(t: Turn) -> None:
     word = _quoted(t, r"find and click on the link")
-    _find_behind_headers(t, word, lambda e: re.fullmatch(r"Tab #\d", e.name) is not None, "tab")
+    _find_behind_headers(t, word, lambda e: re.fullmatch(r"Tab #\d", e.name) is not None, "tab", slides=False)
 
 
 @solver("click-collapsible")
@@ -364,21 +390,35 @@ def click_collapsible(t: Turn) -> None:
 @solver("click-collapsible-2")
 def click_collapsible_2(t: Turn) -> None:
     word = _quoted(t, r"find and click on the link")
-    _find_behind_headers(t, word, lambda e: re.fullmatch(r"Section #\d+", e.name) is not None, "section")
+    _find_behind_headers(t, word, lambda e: re.fullmatch(r"Section #\d+", e.name) is not None, "section",
+                         slides=True)
 
 
 @solver("navigate-tree")
 def navigate_tree(t: Turn) -> None:
-    """Click the name if shown; else open the next closed folder (``expanded="false"``)."""
+    """Click the name if shown; else open the next closed folder by its expander.
+
+    A folder shows as a nameless clickable (the +/- box) right before its name; a
+    folder marked ``expanded="false"`` counts too.
+    """
     target = _quoted(t, r"Find and click on the folder or file named")
-    shown = t.page.find(lambda e: e.name == target)
+    shown = t.page.find(lambda e: e.name == target and e.tag != "li")
+    shown = shown or t.page.find(lambda e: e.name == target)
     if shown is not None:
         t.click(shown)
         return
-    for folder in t.page.each(lambda e: e.expanded() is False):
-        note = f"opened folder {folder.index}:{folder.name}"
+    elements = t.page.elements
+    seen: dict[str, int] = {}  # folders may share a name: the k-th one of that name
+    for i, e in enumerate(elements):
+        name = elements[i + 1].name if i + 1 < len(elements) else ""
+        expander = e.tag == "div" and not e.name and name
+        if not (expander or e.expanded() is False):
+            continue
+        name = name or e.name
+        seen[name] = seen.get(name, 0) + 1
+        note = f"opened folder {name} #{seen[name]}"
         if not t.remembers(note):
-            t.click(folder)
+            t.click(e)
             t.remember(note)
             return
     raise GiveUp(f"{target!r} is in no closed folder")
@@ -387,22 +427,32 @@ def navigate_tree(t: Turn) -> None:
 # ---- autocomplete, date and time -----------------------------------------------------------
 @solver("use-autocomplete")
 def use_autocomplete(t: Turn) -> None:
+    """Type the start, choose a fitting suggestion with the arrow keys, then Submit.
+
+    The keyboard, as the page's own hint says ("use up and down arrow keys"): a click
+    on a suggestion selects the one the pointer rested on before (see the module notes).
+    The open list covers Submit, so Submit comes a step later.
+    """
     m = t.ask(r'starts with\s*"\s*(.+?)\s*"(?:\s*and ends with\s*"\s*(.+?)\s*")?')
     start, end = m.group(1), m.group(2) or ""
+    submit = t.page.find(lambda e: e.tag == "button" and e.name == "Submit")
+    if t.remembers("autocomplete: picked"):
+        if submit is not None:
+            t.click(submit)
+        else:
+            t.wait()
+        return
     box = t.element("the tags field", lambda e: e.tag == "input")
-
-    def fits(e: Line) -> bool:
-        return e is not box and e.name.startswith(start) and e.name.endswith(end) and e.tag not in ("button", "input")
-
-    suggestion = t.page.find(fits)
-    if suggestion is not None:
-        t.click(suggestion)
-        t.click(t.button("Submit"))
+    suggestions = [e for e in t.page.after(box) if e.tag == "li" or e.role in ("option", "menuitem")]
+    pick = next((i for i, e in enumerate(suggestions) if e.name.startswith(start) and e.name.endswith(end)), None)
+    if pick is not None:
+        t.calls.append(("send_keys", {"index": box.index, "keys": " ".join(["ArrowDown"] * (pick + 1) + ["Enter"])}))
+        t.remember("autocomplete: picked")
     elif not t.remembers("autocomplete: typed"):
         t.type(box, start)
         t.remember("autocomplete: typed")
     else:
-        t.calls.append(("wait", {"seconds": 0.5}))  # the suggestions come after the widget's delay
+        t.wait()  # the suggestions come after the widget's delay
 
 
 @solver("enter-date")
@@ -428,15 +478,25 @@ _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "Augu
 
 @solver("choose-date-easy")
 def choose_date_easy(t: Turn) -> None:
-    """Open the date picker, then click the day (the picker shows the only allowed month)."""
+    """Open the date picker, click the day (the picker shows the only allowed month), then Submit.
+
+    The open picker covers the Submit button, so Submit comes in the step after the day.
+    """
     m = t.ask(r"Select (\d\d)/(\d\d)/(\d{4}) as the date")
     month, day = _MONTHS[int(m.group(1)) - 1], str(int(m.group(2)))
-    if f"{month} {m.group(3)}" not in t.instruction and f"{month}\n{m.group(3)}" not in t.page.text:
+    if t.remembers("date: day picked"):
+        # The picker fades out over Submit: until it is gone, Submit is covered and not listed.
+        submit = t.page.find(lambda e: e.tag == "button" and e.name == "Submit")
+        if submit is not None:
+            t.click(submit)
+        else:
+            t.wait()
+    elif f"{month} {m.group(3)}" in t.instruction:
+        t.click(t.named(day, "a", "td", "button", "gridcell"))
+        t.remember("date: day picked")
+    else:
         t.click(t.element("the date field", lambda e: e.tag == "input"))
         t.remember("date: picker opened")
-        return
-    t.click(t.named(day, "a", "td", "button", "gridcell"))
-    t.click(t.button("Submit"))
 
 
 # ---- multi-step forms ----------------------------------------------------------------------
@@ -453,10 +513,24 @@ def form_sequence_2(t: Turn) -> None:
 
 
 def _email_icon(t: Turn, which: int) -> None:
-    """The email's row, then its icons: trash (0) and star (1), the nameless clickables after it."""
+    """The icons right of an email in the list: trash (0) and star (1), the nameless clickables
+    that follow the sender's name (the row itself is listed before its text)."""
     sender = t.ask(r"Find the email by (.+?) and click the").group(1)
-    row = t.element(f"the email from {sender!r}", lambda e: e.name.startswith(sender))
-    icons = [e for e in t.page.after(row) if not e.name][:2]
+    at = next((i for i, line in enumerate(t.page.lines) if not line.is_element and line.text == sender), None)
+    if at is None and t.page.find(lambda e: e.name.startswith(sender + " ")) is not None:
+        # The row is listed whole, its text as its name: its icons (images) are not drawn yet.
+        t.wait()
+        return
+    if at is None:
+        raise GiveUp(f"no email from {sender!r} in the list")
+    icons = []
+    for line in t.page.lines[at + 1:]:
+        if line.is_element and line.name:
+            break  # the next email's row or another control: past this email's icons
+        if line.is_element:
+            icons.append(line)
+        if len(icons) == 2:
+            break
     if len(icons) < 2:
         raise GiveUp(f"the email from {sender!r} has {len(icons)} icons after it, expected trash and star")
     t.click(icons[which])
@@ -481,17 +555,18 @@ def task_type(task: str) -> str | None:
 def decide(task: str, page: PageView, memory: list[str], last_results: list[str], step: int) -> tuple[list[Call], str]:
     """The calls for this step and the thought to send with them (the policy's memory)."""
     kind = task_type(task)
-    started = MEMORY + "start" in memory
-    if not started:
-        cover = page.find(lambda e: e.name == "START")
-        if cover is None:
-            return [_done(False, "policy: no START element in the observation")], ""
-        return [("click", {"index": cover.index})], MEMORY + "start"
+    starts = memory.count(MEMORY + "start")
     instruction = " ".join(page.text.split())
     reward = _REWARD.search(instruction)
-    if reward is not None:
+    if starts and reward is not None:
         value = float(reward.group(1))
         return [_done(value > 0, f"reward {value:.2f}")], ""
+    cover = page.find(lambda e: e.name == "START")
+    if cover is not None and starts < MAX_STARTS:
+        # Before the episode, or a START click that did not take: click it (again), as a person would.
+        return [("click", {"index": cover.index})], MEMORY + "start"
+    if not starts:
+        return [_done(False, "policy: no START element in the observation")], ""
     if step > MAX_STEPS:
         return [_done(False, f"policy: no reward after {MAX_STEPS} steps")], ""
     fn = SOLVERS.get(kind or "")
