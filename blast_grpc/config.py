@@ -98,6 +98,10 @@ class Settings(_Strict):
     step_timeout_s: float = Field(60.0, gt=0)
     action_timeout_s: float = Field(10.0, gt=0)
     observation_max_chars: int = Field(6000, ge=200)
+    observation_max_elements: int = Field(500, ge=10, le=5000)
+    max_tabs: int = Field(8, ge=1, le=32)
+    # Directory whose files upload_file may put into file inputs; None: the tool is not offered.
+    upload_dir: str | None = None
     max_task_chars: int = Field(100_000, ge=1)
     planner: bool = True
     cache_results: bool = True

@@ -8,7 +8,10 @@
 
 The conversation sent to the model is: system (with the plan), ``TASK: ...``, one
 assistant message and its tool results per past step, and the current observation
-last. Old observations are not resent, so a request stays bounded by the step count.
+last. Old observations are not resent, so a request stays bounded by the step count
+and its prefix (system, tools in a fixed order, task, history) is the same as the
+previous step's. With ``constraints.allow_vision`` the observation message also
+carries a JPEG screenshot with the element numbers drawn on it (an ``image_url`` part).
 
 Every wait has a deadline: reading the page ``settings.action_timeout_s``; the model
 call and each browser action ``settings.step_timeout_s`` (a model that misses it
@@ -38,12 +41,14 @@ from .planner import make_plan
 from .replay import Recorder, Replayer
 from .secrets import Secrets
 from .subtasks import SUBTASK_TOOL_NAMES, SUBTASK_TOOLS, Broker, run_subtask_tool
-from .tools import BROWSER_TOOLS, Action, ActionError, Browser, HasPage, ToolFailed, parse_call
+from .tools import Action, ActionError, Browser, HasPage, HasTabs, ToolFailed, browser_tools, parse_call
 
 SYSTEM_PROMPT = (
-    "You are a browser agent. You see the current page as an OBSERVATION: its URL, title, "
-    "numbered interactive elements and visible text. Act by calling tools. "
-    "Refer to elements by their [number]. When the page text is cut off, use extract_content. "
+    "You are a browser agent. You see the current page as an OBSERVATION: its URL, title, tabs, "
+    "notes, scroll position and, under PAGE, its visible text in reading order with every usable "
+    "element as a line [number] <tag attributes>name (value, checked, selected... show the live state). "
+    "Act by calling tools. Refer to elements by their [number]. When the page text is cut off, "
+    "scroll or use extract_content. "
     "When you have the answer, call done(text, success=true); if the task cannot be done, "
     "call done with success=false and say why."
 )
@@ -106,7 +111,8 @@ class Agent:
     current_step: int = 0
 
     def __post_init__(self) -> None:
-        self.tools = list(BROWSER_TOOLS) + (list(SUBTASK_TOOLS) if self.broker is not None else [])
+        upload = self.config.settings.upload_dir is not None
+        self.tools = browser_tools(upload) + (list(SUBTASK_TOOLS) if self.broker is not None else [])
 
     async def _extract(self, page: Page, query: str) -> tuple[str, str]:
         text = self.secrets.redact(await page_text(page, self.config.settings.action_timeout_s))
@@ -125,7 +131,7 @@ class Agent:
                   prior: list[tuple[str, str]] | None = None) -> Outcome:
         """Run the task in the holder's page (read afresh at every use: it may be replaced)."""
         s = self.config.settings
-        browser = Browser(session, s.action_timeout_s, self.refusal, self.secrets)
+        browser = Browser(session, s.action_timeout_s, self.refusal, self.secrets, s.upload_dir)
         if initial_url:
             await browser.execute(Action("go_to_url", {"url": initial_url}, "initial"))
         task_msg = task_message(task, prior or [], self.copy, self.copies)
@@ -151,6 +157,7 @@ class Agent:
             self.current_step = number
             t_observe = time.monotonic()
             obs = await self._observe(session)
+            browser.seen = obs
             replayed = replayer.next(number, obs)
             t_decide = time.monotonic()
             try:
@@ -197,7 +204,10 @@ class Agent:
 
     async def _observe(self, session: HasPage, drain: bool = True) -> Observation:
         """The page as the model may see it: bounded in time, with the engine's notes, secrets redacted."""
-        obs = await observe(session.page, self.config.settings.action_timeout_s)
+        s = self.config.settings
+        obs = await observe(session.page, s.action_timeout_s, s.observation_max_elements, s.observation_max_chars,
+                            tabs=session.tabs if isinstance(session, HasTabs) else (),
+                            vision=drain and self.config.constraints.allow_vision)
         if drain:
             obs.notes = session.take_notes() + obs.notes
         return self.secrets.redact_observation(obs)
@@ -237,7 +247,10 @@ class Agent:
     ) -> tuple[list[Action], str]:
         """Ask the model for the next actions, correcting malformed or missing tool calls."""
         s = self.config.settings
-        obs = seen.render(number, s.max_steps, s.observation_max_chars)
+        text = seen.render(number, s.max_steps, s.observation_max_chars)
+        image = seen.image_url()  # allow_vision: the screenshot goes with this observation only
+        obs: str | list[dict[str, Any]] = text if image is None else [
+            {"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": image}}]
         corrections: list[dict[str, Any]] = []
         problem = ""
         for _ in range(MAX_BAD_CALLS_PER_STEP):

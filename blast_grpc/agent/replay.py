@@ -26,10 +26,7 @@ def text_hash(text: str) -> str:
 
 
 def _element(obs: Observation, index: Any) -> str | None:
-    if not isinstance(index, int) or not 0 <= index < len(obs.elements):
-        return None
-    line = obs.elements[index]
-    return line.split("] ", 1)[1] if "] " in line else line
+    return obs.element_line(index) if isinstance(index, int) else None
 
 
 class Recorder:

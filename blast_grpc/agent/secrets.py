@@ -124,8 +124,8 @@ class Secrets:
         if self._pattern is None:
             return obs
         return replace(obs, url=self.redact(obs.url), title=self.redact(obs.title),
-                       elements=[self.redact(e) for e in obs.elements], text=self.redact(obs.text),
-                       notes=[self.redact(n) for n in obs.notes])
+                       page=[self.redact(line) for line in obs.page], notes=[self.redact(n) for n in obs.notes],
+                       tabs=[self.redact(t) for t in obs.tabs])
 
 
 class RedactingFilter(logging.Filter):

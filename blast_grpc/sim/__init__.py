@@ -40,6 +40,7 @@ element line), ``tool_result`` (latest tool message), ``last_action`` (the last
 call as ``name {json args}``), ``visited`` (any URL in ``visited``) — regexes —
 and ``step_min``, ``step_max``, ``launched_min`` (at least n subtasks launched),
 ``results_present`` (true/false: a subtask results message is in the history),
+``image`` (true/false: the observation came with a screenshot, ``allow_vision``),
 ``offered`` (a tool name or list of names the request offers), ``not`` (a nested
 ``when`` that must not hold). Regexes get ``{var}`` replaced by the escaped
 value; their named groups become variables. ``{var|abs}`` resolves a relative

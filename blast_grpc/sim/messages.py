@@ -46,12 +46,32 @@ def tool_schemas(names: Iterable[str] | None = None, subtasks: bool = False) -> 
 
 
 def observation(url: str, title: str = "", elements: Iterable[str] = (), text: str = "",
-                step: int = 1, max_steps: int = 25) -> str:
-    """An ``OBSERVATION`` block; ``elements`` are ``<tag ...>label`` strings, numbered from 0."""
-    lines = ["OBSERVATION", f"URL: {url}", f"TITLE: {title}", "ELEMENTS:"]
-    lines += [f"[{i}] {e}" for i, e in enumerate(elements)]
-    lines += ["TEXT:", text, f"STEP: {step}/{max_steps}"]
+                step: int = 1, max_steps: int = 25, page: Iterable[str] | None = None,
+                notes: Iterable[str] = (), tabs: Iterable[str] = (), scroll: str = "") -> str:
+    """An ``OBSERVATION`` block. ``page`` gives the PAGE lines as the engine writes them (text lines
+    and ``[N] <tag ...>name`` lines interleaved); without it, ``text`` comes first and then
+    ``elements`` (``<tag ...>label`` strings), numbered from 0."""
+    tab_list = list(tabs)
+    lines = ["OBSERVATION", f"URL: {url}", f"TITLE: {title}"]
+    if len(tab_list) > 1:
+        lines.append("TABS: " + " | ".join(tab_list))
+    lines += [f"NOTE: {n}" for n in notes]
+    if scroll:
+        lines.append(f"SCROLL: {scroll}")
+    lines.append("PAGE:")
+    if page is not None:
+        lines += list(page)
+    else:
+        lines += [text] if text else []
+        lines += [f"[{i}] {e}" for i, e in enumerate(elements)]
+    lines.append(f"STEP: {step}/{max_steps}")
     return "\n".join(lines)
+
+
+def with_image(observation_text: str, jpeg_data_url: str) -> list[dict[str, Any]]:
+    """An observation message's content with a screenshot, as the engine sends it with vision on."""
+    return [{"type": "text", "text": observation_text},
+            {"type": "image_url", "image_url": {"url": jpeg_data_url}}]
 
 
 @dataclass

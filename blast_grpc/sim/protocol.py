@@ -29,7 +29,7 @@ from typing import Any
 
 AGENT, EXTRACT, PLAN, OTHER = "agent", "extract", "plan", "other"
 
-_ELEMENT_LINE = re.compile(r"^\[(\d+)\] ?(.*)$")
+_ELEMENT_LINE = re.compile(r"^\[(\d+)\] (<.*)$")
 _STEP_LINE = re.compile(r"^STEP:\s*(\d+)")
 _URL_IN_TEXT = re.compile(r"https?://[^\s\"'<>)\]]+")
 _COPY_LINE = re.compile(r"^COPY:[ \t]*(\d+)[ \t]*/[ \t]*(\d+)[ \t]*$\n?", re.MULTILINE)
@@ -68,6 +68,10 @@ class Observation:
     elements: list[Element] = field(default_factory=list)
     text: str = ""
     step: int | None = None
+    tabs: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    scroll: str = ""
+    images: int = 0  # image parts (screenshots) sent with the observation
 
 
 @dataclass
@@ -124,30 +128,31 @@ class ChatRequest:
 
 
 def parse_observation(text: str) -> Observation | None:
-    """Parse an ``OBSERVATION`` block; None if ``text`` is not one."""
+    """Parse an ``OBSERVATION`` block; None if ``text`` is not one.
+
+    Header lines (``URL:``, ``TITLE:``, ``TABS:``, ``NOTE:``, ``SCROLL:``) run until ``PAGE:``;
+    the PAGE section runs to the last ``STEP:`` line. ``elements`` are its ``[N] ...`` lines,
+    ``text`` is the whole section (text lines and element lines, in page order).
+    """
     lines = text.split("\n")
     if not lines or lines[0].strip() != "OBSERVATION":
         return None
     obs = Observation()
     i = 1
-    # Header fields until ELEMENTS:/TEXT:.
-    while i < len(lines) and lines[i].strip() not in ("ELEMENTS:", "TEXT:"):
+    while i < len(lines) and lines[i].strip() != "PAGE:":
         key, _, value = lines[i].partition(":")
         if key == "URL":
             obs.url = value.strip()
         elif key == "TITLE":
             obs.title = value.strip()
+        elif key == "TABS":
+            obs.tabs = [t.strip() for t in value.split(" | ") if t.strip()]
+        elif key == "NOTE":
+            obs.notes.append(value.strip())
+        elif key == "SCROLL":
+            obs.scroll = value.strip()
         i += 1
-    if i < len(lines) and lines[i].strip() == "ELEMENTS:":
-        i += 1
-        while i < len(lines) and lines[i].strip() != "TEXT:":
-            m = _ELEMENT_LINE.match(lines[i])
-            if m:
-                obs.elements.append(Element(int(m.group(1)), m.group(2)))
-            i += 1
-    if i < len(lines) and lines[i].strip() == "TEXT:":
-        i += 1
-    body = lines[i:]
+    body = lines[i + 1:]
     # The STEP line is the last line; page text could contain "STEP:" too, so search from the end.
     for j in range(len(body) - 1, -1, -1):
         m = _STEP_LINE.match(body[j])
@@ -155,8 +160,19 @@ def parse_observation(text: str) -> Observation | None:
             obs.step = int(m.group(1))
             body = body[:j]
             break
+    for line in body:
+        if m := _ELEMENT_LINE.match(line):
+            obs.elements.append(Element(int(m.group(1)), m.group(2)))
     obs.text = "\n".join(body).strip("\n")
     return obs
+
+
+def image_parts(content: Any) -> int:
+    """How many ``image_url`` parts a message's content carries (vision screenshots)."""
+    if not isinstance(content, list):
+        return 0
+    return sum(1 for p in content if isinstance(p, dict) and p.get("type") == "image_url"
+               and str((p.get("image_url") or {}).get("url", "")).startswith("data:image/"))
 
 
 def _tool_names(tools: Any) -> list[str]:
@@ -257,6 +273,8 @@ def parse_request(body: dict[str, Any]) -> ChatRequest:
         last = messages[-1] if messages else {}
         if last.get("role") == "user":
             req.observation = parse_observation(content_text(last.get("content")))
+            if req.observation is not None:
+                req.observation.images = image_parts(last.get("content"))
         _read_history(req, messages)
         assistants = sum(1 for m in messages if m.get("role") == "assistant")
         obs_step = req.observation.step if req.observation else None

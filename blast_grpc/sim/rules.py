@@ -101,6 +101,8 @@ def _holds(when: dict[str, Any], req: ChatRequest, obs: Observation, variables: 
         return None
     if "results_present" in when and (req.results is not None) != when["results_present"]:
         return None
+    if "image" in when and (obs.images > 0) != when["image"]:
+        return None
     if "offered" in when:
         names = when["offered"] if isinstance(when["offered"], list) else [when["offered"]]
         if not set(names) <= set(req.tools):

@@ -134,6 +134,8 @@ def create_app(state: SimState) -> Starlette:
         if req.kind == AGENT:
             state.stats.record_prompt(decision.scenario, len(raw), state.prefixes.share(body),
                                       len(observation_text(body)))
+        if req.observation is not None and req.observation.images:
+            state.stats.record_images(req.observation.images)
         fault = state.faults.take(req.model, req.kind)
         if fault is not None:
             state.stats.record_fault(fault.kind)

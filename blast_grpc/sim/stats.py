@@ -74,6 +74,7 @@ class Stats:
             self._by_scenario: Counter[str] = Counter()
             self._faults: Counter[str] = Counter()
             self._prompts: dict[str, dict[str, list[float]]] = {}
+            self._images = 0
 
     def record(self, model: str, kind: str, scenario: str | None) -> None:
         with self._lock:
@@ -95,6 +96,11 @@ class Stats:
             for samples in p.values():
                 del samples[:-MAX_SAMPLES]
 
+    def record_images(self, n: int) -> None:
+        """Screenshots that arrived with observations (vision)."""
+        with self._lock:
+            self._images += n
+
     def record_fault(self, kind: str) -> None:
         with self._lock:
             self._faults[kind] += 1
@@ -114,4 +120,5 @@ class Stats:
                 "by_scenario": dict(self._by_scenario),
                 "faults_injected": dict(self._faults),
                 "prompts": {k: {m: list(v) for m, v in d.items()} for k, d in self._prompts.items()},
+                "observation_images": self._images,
             }

@@ -22,6 +22,7 @@ from typing import Any, Awaitable, Callable
 
 from playwright.async_api import Browser, BrowserContext
 
+from ..agent.dom_script import LISTENERS_SCRIPT
 from ..agent.popups import BLOCK_POPUPS_SCRIPT
 
 log = logging.getLogger("blast_grpc.worker")
@@ -49,6 +50,7 @@ class IdleContexts:
         """
         ctx = await self._browser.new_context(storage_state=storage_state, accept_downloads=False)
         await ctx.add_init_script(BLOCK_POPUPS_SCRIPT)
+        await ctx.add_init_script(LISTENERS_SCRIPT)  # which elements have click/key handlers (observe)
         await self._prepare(ctx)
         await ctx.new_page()
         return ctx

@@ -7,11 +7,11 @@ A ``PageGuard`` watches one task's browser context while the task holds it:
   only button), a beforeunload is accepted (the navigation the agent asked for goes
   on), a confirm or prompt is dismissed (Cancel: nothing the model did not ask for
   is confirmed);
-* **popup windows** are not opened in the first place (``agent/popups.py`` blocks
-  ``window.open`` and new-window links and forms in the page); one that opens anyway
-  (e.g. ``form.submit()`` into a new window) is closed here: a task has exactly one
-  page, and a page cannot take the agent somewhere on its own. The note gives the
-  popup's address, so the model can ``go_to_url`` it if it wants;
+* **new tabs**: a page opened by the task (a ``target=_blank`` link, ``window.open``
+  in answer to a click) is handed to ``adopt`` (the session) and becomes the current
+  tab; one beyond the session's tab limit is closed, with a note giving its address.
+  Windows a page opens on its own (no click: e.g. while loading) are not opened in the
+  first place (``agent/popups.py``);
 * **downloads** are refused (contexts are created with ``accept_downloads=False``,
   so nothing is written to disk) and reported.
 
@@ -41,13 +41,16 @@ _ANSWER = {"alert": "accepted (OK)", "beforeunload": "accepted (the page was lef
 class PageGuard:
     """Watches ``context`` for one task; ``main()`` is the task's page (the only one kept open)."""
 
-    def __init__(self, context: BrowserContext, main: Callable[[], Page | None], timeout_s: float) -> None:
+    def __init__(self, context: BrowserContext, main: Callable[[], Page | None], timeout_s: float,
+                 adopt: Callable[[Page], int | None] = lambda page: None) -> None:
         self._context = context
         self._main = main
         self._timeout_s = timeout_s
         self._notes: list[str] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._watched: Page | None = None
+        self._adopt = adopt
+        self._tabs: list[Page] = []  # adopted tabs whose downloads are watched too
         context.on("dialog", self._on_dialog)
         context.on("page", self._on_page)
         self.watch(main())
@@ -80,7 +83,13 @@ class PageGuard:
     def _on_page(self, page: Page) -> None:
         if page is self._main():
             return
-        self._spawn(self._close(page), "close-popup")
+        index = self._adopt(page)
+        if index is None:
+            self._spawn(self._close(page), "close-popup")
+            return
+        page.on("download", self._on_download)
+        self._tabs.append(page)
+        self._notes.append(f"a new tab [{index}] was opened; it is now the current tab")
 
     async def _close(self, page: Page) -> None:
         url = page.url
@@ -90,7 +99,7 @@ class PageGuard:
         except Exception as exc:  # the context may be closing too
             log.debug("could not close a popup: %s", exc)
         # Noted once closed, so whoever reads the note sees the context without the popup.
-        self._notes.append(popup_note(url, closed=True))
+        self._notes.append(popup_note(url, closed=True))  # the tab limit was reached
 
     def _on_download(self, download: Download) -> None:
         self._notes.append(f'the page started a download of "{download.suggested_filename}" from {download.url}; '
@@ -115,6 +124,9 @@ class PageGuard:
             with contextlib.suppress(Exception):
                 self._context.remove_listener(event, handler)
         self.watch(None)
+        for tab in self._tabs:
+            with contextlib.suppress(Exception):
+                tab.remove_listener("download", self._on_download)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,7 +1,13 @@
-"""One task's browser state in a worker: a context and its page, which can be parked.
+"""One task's browser state in a worker: a context and its tabs, which can be parked.
+
+A task has up to ``max_tabs`` tabs (pages of its context); one is current, and the
+agent acts on it (``page``). A page the task opens in a new tab (a ``target=_blank``
+link, ``window.open`` after a click) is adopted by the guard and becomes current;
+``switch_tab`` and ``close_tab`` are the agent's tools for the rest. This session is
+the one owner of the tab list.
 
 While a task waits for its subtasks it parks: its cookies and storage and the
-page's URL are kept, the context is closed (so it holds no browser slot and no
+current tab's URL are kept (other tabs are closed), the context is closed (so it holds no browser slot and no
 memory), and on resume a fresh context gets the state back and reopens the URL.
 That is what lets a parent give its slot to the subtasks it waits for.
 
@@ -21,13 +27,15 @@ from .guard import PageGuard
 
 class BrowserSession:
     def __init__(self, make_context: Callable[[Any], Awaitable[BrowserContext]], task_id: str,
-                 registry: dict[str, BrowserContext], nav_timeout_s: float) -> None:
+                 registry: dict[str, BrowserContext], nav_timeout_s: float, max_tabs: int = 8) -> None:
         self._make_context = make_context  # storage_state (or None) -> a new context with one page
         self.task_id = task_id
         self._registry = registry  # the worker's open contexts, by task id (what GetStatus reports)
         self._nav_timeout_s = nav_timeout_s
         self._context: BrowserContext | None = None
-        self._page: Page | None = None
+        self._page: Page | None = None  # the current tab
+        self._tabs: list[Page] = []
+        self.max_tabs = max_tabs
         self._guard: PageGuard | None = None
         self._notes: list[str] = []  # notes of a guard already stopped (parking), not yet taken
         self._state: Any = None
@@ -39,6 +47,41 @@ class BrowserSession:
             raise RuntimeError(f"task {self.task_id} has no open page (parked or closed)")
         return self._page
 
+    @property
+    def tabs(self) -> list[Page]:
+        """The task's open tabs, oldest first (closed ones are dropped as they are noticed)."""
+        self._tabs = [t for t in self._tabs if not t.is_closed()]
+        return list(self._tabs)
+
+    def adopt(self, page: Page) -> int | None:
+        """Take a page the task opened as a new current tab; its index, or None when at ``max_tabs``."""
+        if len(self.tabs) >= self.max_tabs:
+            return None
+        self._tabs.append(page)
+        self._page = page
+        return len(self._tabs) - 1
+
+    def switch_tab(self, index: int) -> Page:
+        tabs = self.tabs
+        if not 0 <= index < len(tabs):
+            raise IndexError(f"there is no tab [{index}]; open tabs: 0..{len(tabs) - 1}")
+        self._page = tabs[index]
+        return self._page
+
+    async def close_tab(self, index: int) -> Page:
+        """Close tab ``index`` (not the last one); the current tab becomes the one before it if it was closed."""
+        tabs = self.tabs
+        if not 0 <= index < len(tabs):
+            raise IndexError(f"there is no tab [{index}]; open tabs: 0..{len(tabs) - 1}")
+        if len(tabs) == 1:
+            raise IndexError("the last tab cannot be closed")
+        closing = tabs[index]
+        self._tabs.remove(closing)
+        if closing is self._page:
+            self._page = self._tabs[max(index - 1, 0)]
+        await closing.close()
+        return self.page
+
     async def open(self, context: BrowserContext | None = None) -> None:
         """Use ``context`` (a warm or kept one) or create a new one, with the saved state if parked."""
         if context is None:
@@ -46,10 +89,11 @@ class BrowserSession:
         self._context = context
         self._registry[self.task_id] = context
         self._page = context.pages[0] if context.pages else await context.new_page()
-        for extra in context.pages[1:]:  # a kept context may still hold a popup from before
+        self._tabs = [self._page]
+        for extra in context.pages[1:]:  # a kept context may still hold tabs of an earlier task
             with contextlib.suppress(Exception):
                 await extra.close()
-        self._guard = PageGuard(context, lambda: self._page, self._nav_timeout_s)
+        self._guard = PageGuard(context, lambda: self._page, self._nav_timeout_s, self.adopt)
 
     def take_notes(self) -> list[str]:
         """What the guard did since the last call (dialogs answered, popups closed, downloads refused)."""
@@ -65,7 +109,7 @@ class BrowserSession:
             self._notes += guard.take_notes()
 
     def _release(self) -> BrowserContext | None:
-        ctx, self._context, self._page = self._context, None, None
+        ctx, self._context, self._page, self._tabs = self._context, None, None, []
         if ctx is not None and self._registry.get(self.task_id) is ctx:
             del self._registry[self.task_id]
         return ctx

@@ -68,20 +68,28 @@ async def session(browser: Browser) -> AsyncIterator[BrowserSession]:
 
 
 @pytest.mark.asyncio
-async def test_a_popup_that_gets_past_the_blocker_is_closed_and_noted(session: BrowserSession,
-                                                                      site: DemoSite) -> None:
+async def test_a_window_the_page_opens_becomes_a_tab_until_the_tab_limit(session: BrowserSession,
+                                                                         site: DemoSite) -> None:
     site.clear_access_log()
+    session.max_tabs = 2
     page = session.page
     await page.goto(f"{site.url}_popup.html", wait_until="domcontentloaded")
     async with page.context.expect_page() as opened:
         await page.get_by_text("Send a form to a new window").click()
-    popup = await opened.value
-    await wait_for(now(popup.is_closed), "the guard to close the popup", timeout=30)
-    assert page.context.pages == [page]
-    notes = await wait_for(now(session.take_notes), "the popup's note", timeout=30)
-    assert notes == [f"the page tried to open a new window at {site.url}_popup_target.html?via=form; it was closed "
-                     "(a task keeps one page), use go_to_url to open it"]
-    assert "/_popup_target.html?via=form" in site.access_log()  # it really opened before being closed
+    tab = await opened.value
+    await wait_for(now(lambda: session.page is tab), "the new tab to become current", timeout=30)
+    assert session.tabs == [page, tab]
+    notes = await wait_for(now(session.take_notes), "the new tab's note", timeout=30)
+    assert notes == ["a new tab [1] was opened; it is now the current tab"]
+    # A third tab is over the limit: it is closed, and the note says where it wanted to go.
+    async with page.context.expect_page() as opened:
+        await page.get_by_text("Send a form to a new window").click()
+    third = await opened.value
+    await wait_for(now(third.is_closed), "the guard to close the tab over the limit", timeout=30)
+    notes = await wait_for(now(session.take_notes), "the closed tab's note", timeout=30)
+    assert len(notes) == 1 and notes[0].startswith("the page opened a new tab at ") and "it was closed" in notes[0]
+    assert session.tabs == [page, tab] and session.page is tab
+    assert "/_popup_target.html?via=form" in site.access_log()  # it really opened
 
 
 @pytest.mark.asyncio

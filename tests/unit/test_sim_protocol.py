@@ -9,15 +9,18 @@ from blast_grpc.sim.template import MissingVariable, fill, names_in
 SPEC_OBS = """OBSERVATION
 URL: http://127.0.0.1:8123/africa.html
 TITLE: Africa
-ELEMENTS:
-[0] <a href="index.html">Back to index</a>
-[1] <input type="text" name="item" placeholder="Item name">
-[2] <select name="size"> options: small, medium, large
-[3] <button>Place order</button>
-TEXT:
+TABS: [0] Africa http://127.0.0.1:8123/africa.html (current) | [1] Asia http://127.0.0.1:8123/asia.html
+NOTE: the page opened a JavaScript alert dialog; it was accepted (OK)
+SCROLL: 0px above, 120px below (viewport 1280x720)
+PAGE:
 Line one of the page.
+[0] <a href="index.html">Back to index
+[1] <input type="text" name="item" placeholder="Item name">Item name
+[2] <select name="size" selected="small">Size options: small, medium, large
 STEP: 9 is not a step line because it is page text
+[3] <button>Place order
 Line three.
+[4]not an element line
 STEP: 2/25"""
 
 
@@ -33,12 +36,27 @@ def test_observation_fields_elements_and_step() -> None:
     assert obs is not None
     assert obs.url == "http://127.0.0.1:8123/africa.html"
     assert obs.title == "Africa"
+    assert obs.tabs == ["[0] Africa http://127.0.0.1:8123/africa.html (current)",
+                        "[1] Asia http://127.0.0.1:8123/asia.html"]
+    assert obs.notes == ["the page opened a JavaScript alert dialog; it was accepted (OK)"]
+    assert obs.scroll == "0px above, 120px below (viewport 1280x720)"
     assert [e.index for e in obs.elements] == [0, 1, 2, 3]
-    assert obs.elements[1].line == '<input type="text" name="item" placeholder="Item name">'
-    assert obs.elements[3].line == "<button>Place order</button>"
+    assert obs.elements[1].line == '<input type="text" name="item" placeholder="Item name">Item name'
+    assert obs.elements[3].line == "<button>Place order"
     # Only the last STEP line counts; page text that looks like one stays text.
     assert obs.step == 2
-    assert obs.text == "Line one of the page.\nSTEP: 9 is not a step line because it is page text\nLine three."
+    assert obs.text.startswith("Line one of the page.\n[0] <a href")
+    assert obs.text.endswith("STEP: 9 is not a step line because it is page text\n[3] <button>Place order\n"
+                             "Line three.\n[4]not an element line")
+
+
+def test_images_with_the_observation_are_counted() -> None:
+    obs = m.observation("http://x/", "X", page=["hello"])
+    msgs = m.agent_messages("t", None) + [{"role": "user", "content": m.with_image(obs, "data:image/jpeg;base64,AA==")}]
+    req = parse_request(_body(msgs))
+    assert req.observation is not None and req.observation.images == 1 and req.observation.text == "hello"
+    req = parse_request(_body(m.agent_messages("t", obs)))
+    assert req.observation is not None and req.observation.images == 0
 
 
 def test_non_observation_is_none() -> None:
@@ -66,7 +84,7 @@ def test_agent_request_task_history_and_last_tool_result() -> None:
 
 
 def test_step_falls_back_to_assistant_count_without_step_line() -> None:
-    obs = "OBSERVATION\nURL: about:blank\nTITLE: \nELEMENTS:\nTEXT:\n"
+    obs = "OBSERVATION\nURL: about:blank\nTITLE: \nPAGE:\n"
     msgs = m.agent_messages("t", obs, [("scroll", {"direction": "down"}, "Scrolled down")] * 2)
     req = parse_request(_body(msgs))
     assert req.observation is not None and req.observation.step is None

@@ -51,12 +51,22 @@ def test_parse_call_reports_what_is_wrong() -> None:
 
 
 def test_observation_render_bounds_text() -> None:
-    obs = Observation("http://h/p", "T", ["[0] <a href=\"x\">X</a>"], "a" * 500)
+    obs = Observation("http://h/p", "T", ["[0] <a href=\"x\">X", "a" * 500], notes=["n1"],
+                      scroll="0px above, 0px below (viewport 1280x720)")
     out = obs.render(2, 10, max_chars=100)
     lines = out.splitlines()
-    assert lines[:4] == ["OBSERVATION", "URL: http://h/p", "TITLE: T", "ELEMENTS:"]
-    assert "[0] <a href=\"x\">X</a>" in lines and lines[-1] == "STEP: 2/10"
-    assert "400 more characters" in out and len(out) < 400
+    assert lines[:6] == ["OBSERVATION", "URL: http://h/p", "TITLE: T", "NOTE: n1",
+                         "SCROLL: 0px above, 0px below (viewport 1280x720)", "PAGE:"]
+    assert "[0] <a href=\"x\">X" in lines and lines[-1] == "STEP: 2/10"
+    assert "501 more characters" in out and len(out) < 400
+    assert obs.element_line(0) == '<a href="x">X' and obs.element_line(1) is None
+
+
+def test_tabs_line_only_with_several_tabs() -> None:
+    one = Observation("http://h/p", "T", [], tabs=["[0] T http://h/p (current)"]).render(1, 5, 1000)
+    assert "TABS:" not in one
+    two = Observation("http://h/p", "T", [], tabs=["[0] T http://h/p (current)", "[1] U http://h/u"])
+    assert "TABS: [0] T http://h/p (current) | [1] U http://h/u" in two.render(1, 5, 1000).splitlines()
 
 
 def test_step_detail_is_one_object_with_timings_and_merged_parts() -> None:

@@ -105,8 +105,9 @@ class Baseline:
         for _ in range(self.steps - 1):
             t0 = time.perf_counter()
             obs = await observe(page)
+            self._tools.seen = obs
             t1 = time.perf_counter()
-            idx = next(i for i, line in enumerate(obs.elements) if line.endswith(">Next"))
+            idx = next(i for i, ref in obs.elements.items() if ref.name == "Next")
             result = await self._tools.execute(Action("click", {"index": idx}, "bench"))
             t2 = time.perf_counter()
             if result.startswith("Error"):
