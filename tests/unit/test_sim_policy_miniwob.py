@@ -87,6 +87,11 @@ def test_scroll_list_items_with_commas_are_kept_whole() -> None:
     calls, _ = decide(task("click-scroll-list"), page, STARTED, [], 2)
     assert calls == [("select_option", {"index": 2, "values": ["Korea, Republic of", "Chad"]}),
                      ("click", {"index": 3})]
+    # two options side by side in the list are still two
+    page = parse_page(obs("Select Tarah, Lilah from the scroll list and click Submit.",
+                          "[0] <select multiple> options: Tarah, Lilah, Amber", "[1] <button>Submit"))
+    assert decide(task("click-scroll-list"), page, STARTED, [], 2)[0][0] == (
+        "select_option", {"index": 0, "values": ["Tarah", "Lilah"]})
 
 
 def test_tab_search_opens_each_tab_once_then_clicks_the_link() -> None:

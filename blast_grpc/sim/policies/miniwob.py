@@ -286,15 +286,17 @@ def choose_list(t: Turn) -> None:
 
 
 def _split_items(wanted: str, box: Line) -> list[str]:
-    """``"A, B"`` into items, trusting the list's options when an item itself has a comma."""
-    if box.has_option(wanted):
-        return [wanted]
+    """``"A, B"`` into items, trusting the list's options when an item itself has a comma.
+
+    Two options next to each other read like one in the comma-joined options, so a
+    split into two known options wins over the whole.
+    """
     parts = wanted.split(", ")
     for cut in range(1, len(parts)):
         left, right = ", ".join(parts[:cut]), ", ".join(parts[cut:])
         if box.has_option(left) and box.has_option(right):
             return [left, right]
-    return parts
+    return [wanted] if box.has_option(wanted) else parts
 
 
 @solver("click-scroll-list")
