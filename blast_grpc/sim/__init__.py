@@ -59,7 +59,8 @@ a line). A list in text is joined with ", "; a list argument such as
 
 ``do`` is one tool: ``go_to_url{url}``, ``click{element|index}``,
 ``type{element|index, text, submit}``, ``select_option{element|index, value}``,
-``scroll{direction}``, ``go_back{}``, ``extract_content{query}``,
+``send_keys{keys}``, ``hover{element|index}``, ``scroll{direction}``,
+``scroll_to_text{text}``, ``wait{seconds}``, ``go_back{}``, ``extract_content{query}``,
 ``done{text, success}``, ``launch_subtask{task, initial_url, num_copies}``,
 ``get_subtask_results{task_ids}``, ``get_first_subtask_result{task_ids}``;
 ``element`` is a regex choosing the first matching element line's index.
