@@ -22,7 +22,7 @@ from ..client import Client
 # The suite's task types, by category (each must have a solver in the policy).
 TASK_TYPES: tuple[str, ...] = (
     # click
-    "click-button", "click-link", "click-test", "click-widget", "click-button-sequence",
+    "click-button", "click-link", "click-test", "click-test-2", "click-widget", "click-button-sequence",
     # type and focus
     "enter-text", "enter-text-2", "enter-text-dynamic", "enter-password", "login-user", "focus-text",
     "focus-text-2",

@@ -132,6 +132,18 @@ def test_email_icons_follow_the_senders_name() -> None:
     assert decide(task("email-inbox-important"), page, STARTED, [], 2)[0] == [("click", {"index": 6})]
 
 
+def test_a_button_the_click_cannot_reach_is_pressed_with_the_keyboard() -> None:
+    page = parse_page(obs("Click button ONE, then click button TWO.", "[0] <button>ONE", "[1] <button>TWO"))
+    kind = task("click-button-sequence")
+    calls, thought = decide(kind, page, STARTED, [], 2)
+    assert calls == [("click", {"index": 0})] and thought == "miniwob: buttons: click 0"
+    covered = "Error: click: element [0] is covered by <button id=\"subbtn2\">TWO; a click would not reach it"
+    calls, thought = decide(kind, page, STARTED + [thought], [covered], 3)
+    assert calls == [("send_keys", {"keys": "Enter", "index": 0})] and thought == "miniwob: buttons: press 0"
+    calls, thought = decide(kind, page, STARTED + ["miniwob: buttons: click 0", thought], ["Pressed Enter"], 4)
+    assert calls == [("click", {"index": 1})] and thought == "miniwob: buttons: click 1"
+
+
 def test_a_missing_element_ends_the_episode_saying_what_was_missing() -> None:
     page = parse_page(obs('Click on the "Okay" button.', "[1] <button>ok"))
     (tool, args), = decide(task("click-button"), page, STARTED, [], 2)[0]
