@@ -3,11 +3,12 @@
 ``LISTENERS_SCRIPT`` is added to every context before the page's own scripts
 (``worker/contexts.py``): it wraps ``EventTarget.prototype.addEventListener`` so that an
 element given a click/mouse/pointer/key/touch listener is remembered in a ``WeakSet``
-(jQuery handlers go through ``addEventListener`` too). Listeners set as ``on*``
-properties or attributes are read off the element when the page is observed.
+(jQuery handlers go through ``addEventListener`` too), and keeps ``JSON.stringify`` and
+``getComputedStyle`` as they were before the page could replace them. Listeners set as
+``on*`` properties or attributes are read off the element when the page is observed.
 
 ``SNAPSHOT_SCRIPT`` walks one document in document order, piercing open shadow roots,
-and returns a flat list of items::
+and returns (as one JSON string) a flat list of items::
 
     ["t", "visible text"]                        a run of text (merged into lines in Python)
     ["b"]                                        a block boundary (ends the current text line)
@@ -36,6 +37,9 @@ LISTENERS_SCRIPT = """
   if (window.__blastListeners) return;
   const seen = new WeakSet();
   Object.defineProperty(window, '__blastListeners', {value: seen});
+  // The built-ins the snapshot needs, kept before a page can replace them.
+  Object.defineProperty(window, '__blastBuiltins',
+                        {value: {stringify: JSON.stringify.bind(JSON), style: window.getComputedStyle.bind(window)}});
   const kinds = new Set(['click', 'dblclick', 'mousedown', 'mouseup', 'pointerdown', 'pointerup',
                          'keydown', 'keyup', 'keypress', 'touchstart', 'touchend', 'input', 'change',
                          'mouseenter', 'mouseover', 'dragstart', 'drop']);
@@ -106,8 +110,13 @@ SNAPSHOT_SCRIPT = (
   const HANDLERS = ['onclick', 'onmousedown', 'onmouseup', 'onpointerdown', 'onkeydown', 'ondblclick'];
   const NO_VALUE = new Set(['checkbox', 'radio', 'button', 'submit', 'reset', 'file', 'image']);
   const listeners = window.__blastListeners;
+  const builtins = window.__blastBuiltins || {stringify: JSON.stringify.bind(JSON), style: window.getComputedStyle};
+  const getComputedStyle = builtins.style;
   const vw = window.innerWidth, vh = window.innerHeight;
   const items = [];
+  // Attributes are set after the walk: setting one between style reads would force a style
+  // recalculation per element (quadratic on large pages).
+  const marks = [];
   let idx = start, listed = 0, chars = 0, nodes = 0, frames = 0, truncated = '';
 
   for (const e of document.querySelectorAll('[data-blast-idx]')) e.removeAttribute('data-blast-idx');
@@ -215,7 +224,7 @@ SNAPSHOT_SCRIPT = (
     if (tag === 'IFRAME' || tag === 'FRAME') {
       const r = el.getBoundingClientRect();
       if (r.width > 0 && r.height > 0 && st.visibility !== 'hidden') {
-        el.setAttribute('data-blast-frame', String(frames));
+        marks.push([el, 'data-blast-frame', String(frames)]);
         items.push(['f', frames++, el.getAttribute('src') || '']);
       }
       return;
@@ -253,7 +262,7 @@ SNAPSHOT_SCRIPT = (
     if (listed >= maxElements) { truncated = 'elements'; return; }
     listed++;
     const n = idx++;
-    el.setAttribute('data-blast-idx', String(n));
+    marks.push([el, 'data-blast-idx', String(n)]);
     const item = ['e', n, '', tag.toLowerCase(), role, ''];
     items.push(item);
     const mark = items.length;
@@ -286,10 +295,12 @@ SNAPSHOT_SCRIPT = (
   };
   if (document.body) walk(document.body, '', null, false);
   else if (document.documentElement) walk(document.documentElement, '', null, false);
+  for (const [el, k, v] of marks) el.setAttribute(k, v);
   const se = document.scrollingElement || document.documentElement;
   const scroll = se ? [se.scrollTop, Math.max(0, se.scrollHeight - se.scrollTop - vh)] : [0, 0];
   const popups = window.__blastPopups ? window.__blastPopups.splice(0) : [];
-  return {items, next: idx, truncated, scroll, viewport: [vw, vh], popups};
+  // One JSON string: Playwright's structured serialisation of thousands of small arrays is far slower.
+  return builtins.stringify({items, next: idx, truncated, scroll, viewport: [vw, vh], popups, title: document.title});
 }
 """
 )

@@ -7,10 +7,11 @@ re-rendered it) or now marks something else, the one element of the same tag, ro
 and name is looked up and numbered N again. When none or several match, the action
 fails with a message saying so: the model gets a fresh observation next step.
 
-``reach`` scrolls the element into view and hit-tests its centre for up to about a
-second (an animation may be finishing); if something else is on top it names that
-element, so a click on a covered element fails fast instead of waiting for the
-action timeout.
+``reach`` scrolls the element into view and hit-tests its centre and other inner points
+for up to about a second (an animation may be finishing): the click goes to the first
+point that reaches the element (a button half under another is clicked on its free
+half); if something else is on top everywhere it names that element, so a click on a
+covered element fails fast instead of waiting for the action timeout.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Locator, Page
+from playwright.async_api import Locator, Page, Position
 
 from .dom_script import FINGERPRINT_SCRIPT, REFIND_SCRIPT
 from .observe import ElementRef, Observation
@@ -47,19 +48,25 @@ async (el, waitMs) => {
     const t = (h.innerText || '').replace(/\s+/g, ' ').trim();
     return s + (t.length > 60 ? t.slice(0, 59) + '…' : t);
   };
+  // The centre first, then other inner points: a person clicks the part that is not covered.
   const test = () => {
     const r = el.getBoundingClientRect();
     if (r.width === 0 && r.height === 0) return 'not visible (it has no size)';
-    const x = Math.min(Math.max((r.left + r.right) / 2, 0), innerWidth - 1);
-    const y = Math.min(Math.max((r.top + r.bottom) / 2, 0), innerHeight - 1);
-    const h = hit(x, y);
-    if (!h || within(h) || (h.tagName === 'LABEL' && h.control === el)) return '';
-    return 'covered by ' + describe(h);
+    let first = null;
+    for (const [fx, fy] of [[0.5, 0.5], [0.25, 0.5], [0.75, 0.5], [0.5, 0.25], [0.5, 0.75], [0.15, 0.15],
+                            [0.85, 0.85], [0.15, 0.85], [0.85, 0.15]]) {
+      const x = Math.min(Math.max(r.left + r.width * fx, 0), innerWidth - 1);
+      const y = Math.min(Math.max(r.top + r.height * fy, 0), innerHeight - 1);
+      const h = hit(x, y);
+      if (!h || within(h) || (h.tagName === 'LABEL' && h.control === el)) return [x - r.left, y - r.top];
+      first = first || h;
+    }
+    return 'covered by ' + describe(first);
   };
   const until = performance.now() + waitMs;
   for (;;) {
-    const why = test();
-    if (!why || performance.now() >= until) return why;
+    const got = test();
+    if (typeof got !== 'string' || performance.now() >= until) return got;
     await new Promise(res => setTimeout(res, 50));
   }
 }
@@ -104,8 +111,9 @@ async def locate(page: Page, seen: Observation | None, index: int) -> tuple[Loca
         f"element [{index}] had been re-rendered since the observation; it was found again by its tag and name")
 
 
-async def reach(el: Locator, index: int, wait_s: float = 1.0) -> None:
-    """Raise ``ElementGone`` unless a pointer at the element's centre would reach it (waiting up to ``wait_s``)."""
+async def reach(el: Locator, index: int, wait_s: float = 1.0) -> Position:
+    """Where (relative to the element's box) a pointer reaches the element: its centre or, when that is
+    covered, another inner point; ``ElementGone`` naming the cover if none does within ``wait_s``."""
     try:
         why = await el.evaluate(_REACH_SCRIPT, int(wait_s * 1000), timeout=(wait_s + 4) * 1000)
     except PlaywrightError as exc:
@@ -114,5 +122,6 @@ async def reach(el: Locator, index: int, wait_s: float = 1.0) -> None:
         raise
     if why == "disabled":
         raise ElementGone(f"element [{index}] is disabled")
-    if why:
+    if isinstance(why, str):
         raise ElementGone(f"element [{index}] is {why}; a click would not reach it")
+    return Position(x=float(why[0]), y=float(why[1]))

@@ -87,7 +87,8 @@ def _matches(kind: str, wanted: str, got: str) -> bool:
 
 
 async def fill_field(el: Locator, text: str, timeout_ms: float) -> str:
-    """Type ``text`` into the field; returns its value read back, raises ``FillError`` on a mismatch."""
+    """Type ``text`` into the field; returns its value read back (a password masked), raises ``FillError``
+    on a mismatch."""
     kind = str(await el.evaluate(_KIND, timeout=timeout_ms))
     if kind in OTHER_TOOL:
         raise FillError(f"this is a {kind} field: use {OTHER_TOOL[kind]} instead of type")
@@ -108,6 +109,8 @@ async def fill_field(el: Locator, text: str, timeout_ms: float) -> str:
     got = str(await el.evaluate(_VALUE, timeout=timeout_ms))
     if kind != "password" and not _matches(kind, wanted, got):
         raise FillError(f"after typing, the {kind} field holds {got!r}, not {wanted!r}")
-    if kind == "password" and got != wanted:
-        raise FillError(f"after typing, the password field holds {len(got)} characters, not {len(wanted)}")
+    if kind == "password":
+        if got != wanted:
+            raise FillError(f"after typing, the password field holds {len(got)} characters, not {len(wanted)}")
+        return "•" * len(got)  # shown as a person sees it
     return got

@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -159,14 +160,16 @@ class _Reader:
         self.frames = 0
         self.scroll: list[Any] = []
         self.popups: list[str] = []
+        self.title = ""
 
     async def frame_lines(self, frame: Frame, main: bool) -> list[str]:
         left = max(self.max_elements - len(self.elements), 0)
-        data = await frame.evaluate(SNAPSHOT_SCRIPT, [self.next, left, self.max_chars, MAX_NODES])
+        data = json.loads(await frame.evaluate(SNAPSHOT_SCRIPT, [self.next, left, self.max_chars, MAX_NODES]))
         self.next = int(data["next"])
         if main:
             self.scroll = [*data["scroll"], *data["viewport"]]
             self.popups = [str(u) for u in data.get("popups") or []]
+            self.title = str(data.get("title") or "")
         if data.get("truncated"):
             what = {"elements": f"{self.max_elements} elements", "chars": f"{self.max_chars} characters",
                     "nodes": f"{MAX_NODES} nodes"}.get(str(data["truncated"]), "its limit")
@@ -231,7 +234,7 @@ class _Reader:
 async def _snapshot(page: Page, max_elements: int, max_chars: int) -> Observation:
     reader = _Reader(max_elements, max_chars)
     lines = await reader.frame_lines(page.main_frame, main=True)
-    title = await page.title()
+    title = " ".join(reader.title.split())
     notes = reader.notes + [popup_note(u) for u in reader.popups]
     above, below, w, h = (reader.scroll + [0, 0, 0, 0])[:4]
     scroll = f"{int(above)}px above, {int(below)}px below (viewport {int(w)}x{int(h)})"

@@ -249,7 +249,7 @@ class Browser:
     async def _do_click(self, a: Action) -> str:
         index = a.args["index"]
         el, note = await self._element(index)
-        await reach(el, index)
+        point = await reach(el, index)
         before = self.page
         loop = asyncio.get_running_loop()
         popup: asyncio.Future[Page] = loop.create_future()
@@ -275,7 +275,7 @@ class Browser:
         late = ""
         try:
             # Not waiting inside click() for a navigation: one that never commits must not stop the page.
-            await el.click(timeout=self._timeout_ms, no_wait_after=True)
+            await el.click(timeout=self._timeout_ms, no_wait_after=True, position=point)
             wait_s = self._timeout_ms / 1000
             if not popup.done() and await tabs_opening(before, wait_s):
                 with contextlib.suppress(TimeoutError):  # the tab is on its way: let the session adopt it
@@ -340,8 +340,7 @@ class Browser:
 
     async def _do_hover(self, a: Action) -> str:
         el, note = await self._element(a.args["index"])
-        await reach(el, a.args["index"])
-        await el.hover(timeout=self._timeout_ms)
+        await el.hover(timeout=self._timeout_ms, position=await reach(el, a.args["index"]))
         return f"Hovering over [{a.args['index']}]" + (f" ({note})" if note else "")
 
     async def _do_scroll(self, a: Action) -> str:

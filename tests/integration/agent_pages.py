@@ -71,6 +71,9 @@ OVERLAY = """<!doctype html><title>Overlay</title>
 <div id="veil" style="position:fixed;inset:0;background:rgba(0,0,0,.3)">A modal veil</div>
 <button style="position:fixed;top:300px;left:10px;z-index:2" onclick="veil.remove()">Dismiss</button>
 <a href="/slow" style="position:fixed;top:350px;left:10px;z-index:2">A slow page</a>
+<button style="position:fixed;top:400px;left:10px;z-index:2;width:200px" onclick="document.title='half'">Half
+hidden</button>
+<button style="position:fixed;top:400px;left:10px;z-index:3;width:90px">On top</button>
 """
 
 FRAMES = """<!doctype html><title>Frames</title>
@@ -99,7 +102,8 @@ BIG = """<!doctype html><title>Big</title><div id="box"></div>
 THROWS = """<!doctype html><title>Throws</title><p>Some words to read.</p><button>Go</button>
 <script>
   // A page that breaks what injected scripts use.
-  window.getComputedStyle = () => { throw new Error('no styles for you'); };
+  window.getComputedStyle = () => { throw new Error('no styles for you'); };  // survived: kept by the init script
+  Element.prototype.getBoundingClientRect = () => { throw new Error('no boxes for you'); };
 </script>
 """
 

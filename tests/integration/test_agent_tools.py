@@ -89,6 +89,11 @@ async def test_click_on_a_covered_element_fails_fast_naming_the_cover(driver: Dr
     assert await driver.do("click", index=driver.index("Under the veil")) == (
         f"Clicked [{driver.index('Under the veil')}]")
     assert await driver.session.page.title() == "clicked"
+    # A button half under another one is clicked on its free half.
+    await driver.observe()
+    half = driver.index("Half hidden")
+    assert await driver.do("click", index=half) == f"Clicked [{half}]"
+    assert await driver.session.page.title() == "half"
 
 
 async def test_a_click_on_a_link_that_does_not_load_returns_without_stopping_it(driver: Driver) -> None:
@@ -189,3 +194,11 @@ async def test_upload_file_only_from_the_upload_folder(driver: Driver, tmp_path:
     assert await with_upload.do("upload_file", index=name, filename="cv.txt") == (
         f"Error: upload_file: [{name}] is not a file input")
     assert "no upload folder is configured" in await driver.do("upload_file", index=doc, filename="cv.txt")
+
+
+async def test_go_to_url_and_go_back(driver: Driver) -> None:
+    await driver.open("/tabs.html")
+    assert await driver.do("go_to_url", url=f"{driver.base}/next.html") == f"Opened {driver.base}/next.html"
+    assert await driver.do("go_back") == f"Went back to {driver.base}/tabs.html"
+    assert await driver.session.page.title() == "Tab one"
+

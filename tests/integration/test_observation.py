@@ -99,7 +99,7 @@ async def test_fifty_thousand_elements_are_cut_with_a_note(driver: Driver) -> No
 async def test_a_page_that_breaks_injected_scripts_gives_a_note_and_its_text(driver: Driver) -> None:
     obs = await driver.open("/throws.html")
     assert obs.title == "Throws"
-    assert any("could not be read" in n and "no styles for you" in n for n in obs.notes), obs.notes
+    assert any("could not be read" in n and "no boxes for you" in n for n in obs.notes), obs.notes
     assert "Some words to read." in obs.page  # not a blank page
 
 
@@ -121,3 +121,14 @@ async def test_a_navigation_during_the_read_is_not_an_empty_page(driver: Driver)
     obs = await observe(page, 10)
     # Either the old page or the new one, never a blank read: a lost context is retried once.
     assert obs.title in ("Tab one", "Next page") and obs.page, obs
+
+
+async def test_an_element_in_a_frame_removed_since_the_observation_is_named(driver: Driver) -> None:
+    await driver.open("/frames.html")
+    button = next(i for i, e in driver.obs.elements.items() if e.name == "Frame button") if driver.obs else -1
+    await driver.session.page.evaluate("document.querySelector('iframe').remove()")
+    result = await driver.do("click", index=button)
+    assert result == (f"Error: click: element [{button}] <button>Frame button was in a frame that is gone; "
+                      "look at the new observation")
+    obs = await driver.observe()  # and the page reads fine without it
+    assert sum(line.startswith("IFRAME ") for line in obs.page) == 1 and "after the frames" in obs.page

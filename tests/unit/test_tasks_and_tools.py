@@ -7,7 +7,7 @@ import pytest
 
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 from blast_grpc.agent.observe import Observation
-from blast_grpc.agent.tools import BROWSER_TOOLS, ActionError, parse_call
+from blast_grpc.agent.tools import BROWSER_TOOLS, ActionError, browser_tools, parse_call
 from blast_grpc.coordinator.tasks import TaskStore
 
 OFFERED = {t["function"]["name"]: t["function"]["parameters"]["required"] for t in BROWSER_TOOLS}
@@ -81,3 +81,10 @@ def test_step_detail_is_one_object_with_timings_and_merged_parts() -> None:
     assert detail == {"timing_ms": {"observe": 12.3, "llm": 1000.0, "act": 250.0},
                       "observation_notes": ["a dialog was dismissed"], "pages": 2,
                       "notes": ["a popup was closed", "a download was refused"], "chunks": 3}
+
+
+def test_the_tools_are_offered_in_one_fixed_order() -> None:
+    names = [t["function"]["name"] for t in browser_tools(upload=False)]
+    assert names == ["go_to_url", "click", "type", "select_option", "send_keys", "hover", "scroll", "scroll_to_text",
+                     "drag_and_drop", "switch_tab", "close_tab", "go_back", "wait", "extract_content", "done"]
+    assert browser_tools(upload=False) == browser_tools(upload=False)
