@@ -553,9 +553,10 @@ def _email_icon(t: Turn, which: int) -> None:
         return
     if at is None:
         raise GiveUp(f"no email from {sender!r} in the list")
+    row = next((line for line in reversed(t.page.lines[:at]) if line.is_element), None)
     icons = []
     for line in t.page.lines[at + 1:]:
-        if line.is_element and line.name:
+        if line.is_element and (line.name or (row is not None and line.tag == row.tag)):
             break  # the next email's row or another control: past this email's icons
         if line.is_element:
             icons.append(line)
