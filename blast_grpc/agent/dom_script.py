@@ -219,6 +219,7 @@ SNAPSHOT_SCRIPT = (
     if (node.nodeType === 11) { for (const c of node.childNodes) walk(c, parentCursor, inside, quiet); return; }
     const el = node, tag = el.tagName;
     if (SKIP.has(tag)) return;
+    if (tag === 'BR') { items.push(['b']); return; }
     const st = getComputedStyle(el);
     if (st.display === 'none') return;
     if (tag === 'IFRAME' || tag === 'FRAME') {

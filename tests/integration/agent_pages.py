@@ -56,7 +56,7 @@ LISTENERS = """<!doctype html><title>Listeners</title>
 <a href="/next.html" style="cursor:pointer"><span id="in-link">inside a link</span></a>
 <div id="wrapper" style="cursor:pointer"><button>Only button</button></div>
 <ul role="tree"><li role="treeitem" aria-expanded="true">Root</li></ul>
-<p>plain text that is not clickable</p>
+<p>plain text that is not clickable<br>and a second line</p>
 <p id="out"></p>
 <script>
   document.getElementById('cover').addEventListener('click', (e) => { e.target.remove(); out.textContent = 'started'; });
