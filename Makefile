@@ -7,8 +7,9 @@ PROTOS := $(shell find protos -name '*.proto')
 GEN    := blast_grpc/_proto/.stamp
 BUF    := .cache/buf/node_modules/.bin/buf
 CONFIG ?= config.yaml
+MINIWOB := .cache/miniwob/html/miniwob/click-button.html
 
-.PHONY: serve test demo proto lint lint-proto chromium bench clean
+.PHONY: serve test demo proto lint lint-proto chromium miniwob bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +27,12 @@ proto: $(STAMP)
 
 chromium: $(STAMP)
 	@$(BIN)/python -m blast_grpc.chromium --install
+
+## make miniwob: MiniWoB++ 1.1.0's html/ folder (pinned wheel, no dependencies) in .cache/miniwob
+$(MINIWOB): | $(STAMP)
+	$(BIN)/python -m blast_grpc.miniwob
+
+miniwob: $(MINIWOB)
 
 ## make serve: the engine with config.yaml (coordinator + browser workers)
 serve: $(GEN) chromium
@@ -47,12 +54,12 @@ lint: $(GEN)
 	$(BIN)/mypy blast_grpc gateway
 
 ## make test: lint, type-check, buf lint, then the whole suite against real processes
-test: $(GEN) chromium lint lint-proto
+test: $(GEN) chromium $(MINIWOB) lint lint-proto
 	$(BIN)/pytest
 
 ## make bench: the benchmark suite (real Chromium, simulated model); writes bench/results/
 ## (BENCH_ARGS="--quick", "--only fanout", "--seed 2", ...)
-bench: $(GEN) chromium
+bench: $(GEN) chromium $(MINIWOB)
 	$(BIN)/python -m blast_grpc.bench $(BENCH_ARGS)
 
 clean:

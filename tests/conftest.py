@@ -1,5 +1,8 @@
 """Shared fixtures: one simulated model, one demo site and one engine for the whole session.
 
+The simulated model also runs the ``miniwob`` policy: it plays only tasks that say
+"Do the MiniWoB task on ..." (tests/miniwob), every other task goes to the scenarios.
+
 Every server runs as a real process (or thread, for the static demo site) on
 127.0.0.1 with port 0; everything is stopped at the end of the session. Tests that
 break an engine (kill a worker, bad config) start their own with ``start_engine``.
@@ -56,7 +59,7 @@ def sim() -> Iterator[Sim]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "blast_grpc", "sim-llm", "--port", "0", "--ready-file", str(ready),
              "--scenarios", str(ROOT / "blast_grpc" / "sim" / "scenarios"), "--scenarios", str(TEST_SCENARIOS),
-             "--latency", str(TEST_SIM / "latency.yaml")],
+             "--latency", str(TEST_SIM / "latency.yaml"), "--policy", "miniwob"],
             start_new_session=True,
         )
         try:

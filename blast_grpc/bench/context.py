@@ -36,9 +36,12 @@ class BenchContext:
         return self.site.url + path
 
     @contextlib.contextmanager
-    def sim(self, name: str, latency: dict[str, Any]) -> Iterator[SimProcess]:
-        """A simulated model with ``latency`` (model name → spec), seeded with the run's seed."""
-        with SimProcess(self.workdir / "sim", latency, self.seed, name=name, log=self._log_file(name)) as sim:
+    def sim(self, name: str, latency: dict[str, Any], scenario_dirs: list[Path] | None = None,
+            policies: list[str] | None = None) -> Iterator[SimProcess]:
+        """A simulated model with ``latency`` (model name → spec), seeded with the run's seed
+        (the bench scenarios unless ``scenario_dirs``; scripted ``policies`` by name)."""
+        with SimProcess(self.workdir / "sim", latency, self.seed, scenario_dirs=scenario_dirs, name=name,
+                        log=self._log_file(name), policies=policies) as sim:
             yield sim
 
     def _log_file(self, name: str) -> Path | None:

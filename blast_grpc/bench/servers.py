@@ -31,13 +31,15 @@ class SimProcess:
     """The simulated model in a child process; ``base_url`` once started."""
 
     def __init__(self, workdir: Path, latency: dict[str, Any], seed: int,
-                 scenario_dirs: list[Path] | None = None, name: str = "sim", log: Path | None = None) -> None:
+                 scenario_dirs: list[Path] | None = None, name: str = "sim", log: Path | None = None,
+                 policies: list[str] | None = None) -> None:
         self.workdir = workdir
         self.latency = latency
         self.seed = seed
         self.scenario_dirs = scenario_dirs or [SCENARIOS_DIR]
         self.name = name
         self.log = log
+        self.policies = policies or []
         self.base_url = ""
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -51,6 +53,8 @@ class SimProcess:
                "--latency", str(latency_file), "--seed", str(self.seed)]
         for d in self.scenario_dirs:
             cmd += ["--scenarios", str(d)]
+        for policy in self.policies:
+            cmd += ["--policy", policy]
         stderr = open(self.log, "ab") if self.log is not None else None  # noqa: SIM115 (the child keeps it)
         try:
             self._proc = subprocess.Popen(cmd, start_new_session=True, stdin=subprocess.DEVNULL,

@@ -22,6 +22,7 @@ import uvicorn
 from ..procutil import write_ready_file
 from .faults import KINDS, Fault, FaultError, FaultQueue, parse_fault_list
 from .latency import LatencyError, LatencyModel
+from .policies import Policy, PolicyError, load_policies
 from .scenarios import ScenarioError, ScenarioSet, load_scenarios
 from .server import SimState, create_app
 from .stats import Stats
@@ -34,7 +35,9 @@ class SimServer:
 
     ``latency`` is a latency YAML path, an already-parsed mapping, or a
     ``LatencyModel``; ``faults`` are fault kinds (or ``Fault`` objects) queued at
-    start. Use as ``with SimServer() as sim: AsyncOpenAI(base_url=sim.base_url, ...)``.
+    start; ``policies`` are scripted policies (names or ``Policy``) that play the
+    tasks they recognise instead of the scenarios. Use as
+    ``with SimServer() as sim: AsyncOpenAI(base_url=sim.base_url, ...)``.
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class SimServer:
         seed: int = 0,
         faults: Iterable[str | Fault] | None = None,
         scenarios: ScenarioSet | None = None,
+        policies: Iterable[str | Policy] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -60,6 +64,7 @@ class SimServer:
             latency=latency_model,
             faults=FaultQueue([f if isinstance(f, Fault) else Fault(f) for f in faults or []]),
             stats=Stats(),
+            policies=[p if isinstance(p, Policy) else load_policies([p])[0] for p in policies or []],
         )
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -165,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for sampled latencies")
     p.add_argument("--faults", default="", metavar="KIND,KIND,...",
                    help="faults queued at start: " + ", ".join(KINDS))
+    p.add_argument("--policy", action="append", default=[], metavar="NAME",
+                   help="a scripted policy playing the tasks it recognises (repeatable): miniwob")
     p.add_argument("--ready-file", metavar="PATH", help='write {"base_url": ...} here once listening')
     return p
 
@@ -174,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         sim = SimServer(args.host, args.port, scenario_dirs=args.scenarios, latency=args.latency,
-                        seed=args.seed, faults=parse_fault_list(args.faults))
-    except (ScenarioError, LatencyError, FaultError) as exc:
+                        seed=args.seed, faults=parse_fault_list(args.faults), policies=args.policy)
+    except (ScenarioError, LatencyError, FaultError, PolicyError) as exc:
         print(f"sim: error: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()

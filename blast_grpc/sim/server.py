@@ -24,10 +24,11 @@ from starlette.routing import Route
 from . import wire
 from .faults import HUGE_ANSWER_BYTES, Fault, FaultError, FaultQueue, parse_faults_body
 from .latency import LatencyModel
+from .policies import Policy, observation_text
 from .protocol import AGENT, EXTRACT, PLAN, ChatRequest, parse_request
 from .rules import Decision, answer_extraction, decide_agent, write_plan
 from .scenarios import ScenarioSet
-from .stats import RequestLog, Stats
+from .stats import PromptPrefixes, RequestLog, Stats
 
 POLL_S = 0.05  # how often long waits check for shutdown / client disconnect
 
@@ -41,6 +42,8 @@ class SimState:
     faults: FaultQueue = field(default_factory=FaultQueue)
     stats: Stats = field(default_factory=Stats)
     requests: RequestLog = field(default_factory=RequestLog)
+    policies: list[Policy] = field(default_factory=list)
+    prefixes: PromptPrefixes = field(default_factory=PromptPrefixes)
     closing: threading.Event = field(default_factory=threading.Event)
     stalled: int = 0  # requests currently held by a stall fault
     _ids: Any = field(default_factory=lambda: itertools.count(1))
@@ -49,9 +52,13 @@ class SimState:
         return next(self._ids)
 
 
-def decide(scenarios: ScenarioSet, req: ChatRequest) -> Decision:
-    """Route a parsed request to the agent, extraction or planner logic."""
+def decide(scenarios: ScenarioSet, req: ChatRequest, policies: list[Policy] | None = None,
+           body: dict[str, Any] | None = None) -> Decision:
+    """Route a parsed request to a policy that plays its task, or the agent, extraction or planner logic."""
     if req.kind == AGENT:
+        policy = next((p for p in policies or [] if p.task.search(req.task)), None)
+        if policy is not None:
+            return policy.decide(req, observation_text(body or {}))
         return decide_agent(scenarios, req)
     if req.kind == EXTRACT:
         return answer_extraction(scenarios, req)
@@ -111,10 +118,11 @@ def create_app(state: SimState) -> Starlette:
             state.stalled -= 1
 
     async def chat_completions(request: Request) -> Response:
+        raw = await request.body()
         try:
-            raw = (await request.body()).decode("utf-8")
-            state.requests.add(raw)
-            body = json.loads(raw)
+            text = raw.decode("utf-8")
+            state.requests.add(text)
+            body = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError):
             state.stats.record_bad_request()
             return _error(400, "request body is not valid JSON", "invalid_request_error")
@@ -124,8 +132,11 @@ def create_app(state: SimState) -> Starlette:
             state.stats.record_bad_request()
             return _error(400, str(exc), "invalid_request_error", exc.param)
         req = parse_request(body)
-        decision = decide(state.scenarios, req)
+        decision = decide(state.scenarios, req, state.policies, body)
         state.stats.record(req.model, req.kind, decision.scenario)
+        if req.kind == AGENT:
+            state.stats.record_prompt(decision.scenario, len(raw), state.prefixes.share(body),
+                                      len(observation_text(body)))
         if req.observation is not None and req.observation.images:
             state.stats.record_images(req.observation.images)
         fault = state.faults.take(req.model, req.kind)
@@ -214,6 +225,7 @@ def create_app(state: SimState) -> Starlette:
         state.stats.reset()
         state.requests.clear()
         state.faults.clear()
+        state.prefixes.clear()
         return JSONResponse({"reset": True})
 
     async def http_error(_: Request, exc: Exception) -> Response:
