@@ -17,7 +17,7 @@ from .._proto.blast.worker.v1 import worker_pb2 as wpb
 from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
 from ..config import Config
 from .budget import Budget
-from .launch import Launcher
+from .launch import Launcher, ParentEnded
 from .scheduler import Scheduler
 from .tasks import TaskRecord, TaskStore
 
@@ -73,7 +73,10 @@ class TaskBroker(wgrpc.TaskBrokerServiceServicer):
         if not request.spec.description.strip():
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the subtask needs a description")
         copies = self.launcher.copies_allowed(request.num_copies)
-        rec = self.launcher.launch(request.spec, parent, copies)
+        try:
+            rec = await self.launcher.launch(request.spec, parent, copies)
+        except ParentEnded as exc:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return wpb.LaunchSubtaskResponse(task_id=rec.task_id, copies=copies)
 
     async def AwaitBudget(self, request: wpb.AwaitBudgetRequest,

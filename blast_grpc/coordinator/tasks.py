@@ -11,6 +11,13 @@ but keeping its own ``task_id`` and ``parent_task_id``, so watching the root
 shows the whole tree as it happens::
 
     root log:  1 scheduled(root) 2 started(root) 3 subtask_launched 4 scheduled(child) ...
+
+With a task database (``persist.py``) a record has a ``sink``: each event is handed
+to it and reaches watchers only once it is written down (``publish``). So a client
+never sees an event a coordinator killed with SIGKILL could forget, and after a
+restart ``from_seq = last + 1`` continues the same log::
+
+    emit ─▶ events[] ─▶ sink (database writer thread) ─▶ publish(seq) ─▶ watchers
 """
 
 from __future__ import annotations
@@ -85,6 +92,10 @@ class TaskRecord:
     replayed_steps: int = 0
     # Called once, synchronously, right after the task reaches a terminal state.
     on_done: list[Callable[[TaskRecord], None]] = field(default_factory=list, repr=False)
+    # Where each appended event goes to be written down (the task database), if anywhere;
+    # watchers see events up to ``visible`` (all of them when there is no sink).
+    sink: Callable[[TaskRecord, pb.TaskEvent], None] | None = field(default=None, repr=False)
+    visible: int = 0
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
@@ -102,6 +113,19 @@ class TaskRecord:
 
     def _append(self, ev: pb.TaskEvent) -> None:
         self.events.append(ev)
+        if self.sink is not None:
+            self.sink(self, ev)
+        else:
+            self.visible = len(self.events)
+        self._wake()
+
+    def publish(self, seq: int) -> None:
+        """Events up to ``seq`` are written down: watchers may see them."""
+        if seq > self.visible:
+            self.visible = min(seq, len(self.events))
+            self._wake()
+
+    def _wake(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -149,17 +173,25 @@ class TaskRecord:
             todo.extend(rec.children)
         return out
 
-    async def watch(self, from_seq: int = 1) -> AsyncIterator[pb.TaskEvent]:
-        """Every event from ``from_seq`` on, live, until the task has ended."""
+    async def watch(self, from_seq: int = 1, stop: Callable[[], bool] = lambda: False
+                    ) -> AsyncIterator[pb.TaskEvent]:
+        """Every event from ``from_seq`` on, live, until the task has ended, or until ``stop()``
+        is true when the watcher is woken (``interrupt``) with the task still unfinished."""
         i = max(from_seq, 1) - 1
         while True:
             changed = self._changed
-            while i < len(self.events):
+            while i < self.visible:
                 yield self.events[i]
                 i += 1
-            if self.done:
+            if self.done and i >= len(self.events):
+                return
+            if stop():
                 return
             await changed.wait()
+
+    def interrupt(self) -> None:
+        """Wake the watchers so that they check their ``stop`` condition."""
+        self._wake()
 
     def to_proto(self, queue_position: int = 0) -> pb.Task:
         t = pb.Task(
@@ -176,7 +208,7 @@ class TaskRecord:
             attempts=self.attempts,
             depth=self.depth,
             usage=list(self.usage.values()),
-            last_seq=len(self.events),
+            last_seq=self.visible,
             steps=self.steps,
             tree_usage=sum_usage(r.usage.values() for r in self.tree()),
             subtask_ids=[c.task_id for c in self.children],
@@ -228,7 +260,8 @@ class TaskStore:
         rec = TaskRecord(task_id=task.task_id, spec=task.spec, depth=task.depth, state=task.state,
                          result=task.result, success=task.success, error=task.error, worker_id=task.worker_id,
                          attempts=task.attempts, steps=task.steps, created_at=task.created_at,
-                         usage={u.model: u for u in task.usage}, events=events, order=next(self._order),
+                         usage={u.model: u for u in task.usage}, events=events, visible=len(events),
+                         order=next(self._order),
                          winner_task_id=task.winner_task_id, cached=task.cached,
                          replayed_steps=task.replayed_steps)
         if task.HasField("started_at"):
@@ -237,6 +270,24 @@ class TaskStore:
             rec.finished_at = task.finished_at
         self._tasks[rec.task_id] = rec
         return rec
+
+    def evict(self, now: float, retention_s: float, max_records: int) -> list[TaskRecord]:
+        """Forget finished task trees: those whose top-level task ended more than ``retention_s``
+        ago, then the oldest until at most ``max_records`` records are left. Returns what was
+        removed (every record of each tree). A tree with anything still running is kept."""
+        roots = [r for r in self._tasks.values() if r.parent is None]
+        finished = [r for r in roots if all(t.done for t in r.tree())]
+        gone: list[TaskRecord] = []
+        excess = len(self._tasks) - max_records
+        for root in finished:  # submission order: oldest first
+            ended = root.finished_at.ToSeconds() if root.finished_at is not None else now
+            tree = root.tree()
+            if now - ended > retention_s or excess > 0:
+                excess -= len(tree)
+                gone.extend(tree)
+        for rec in gone:
+            self._tasks.pop(rec.task_id, None)
+        return gone
 
     def lineage(self, rec: TaskRecord, limit: int = 10) -> list[TaskRecord]:
         """The earlier tasks of ``rec``'s conversation (its previous_task_id chain), oldest first."""
