@@ -40,3 +40,24 @@ async def test_over_budget_calls_wait_then_the_task_completes(sim: Sim) -> None:
         assert events[-1].HasField("completed") and events[-1].completed.success
         m = await eng.client.get_metrics()
         assert m["total_cost"] == pytest.approx(2 * cost)
+
+
+async def test_a_budget_wait_longer_than_the_step_limit_is_not_a_silent_model(sim: Sim) -> None:
+    # The first task overdraws the per-minute limit by 15%: ~9 s of refill, more than twice
+    # the step limit. The second task's first call waits for it before its step's deadline
+    # starts: a waiting event says so, no step times out, and the task completes.
+    async with Engine.create(overrides=engine_overrides(sim, workers=1, planner=False,
+                                                        model_prices=PRICES)) as probe:
+        cost = (await probe.client.run("say hello")).usage[0].cost_usd
+    overrides = engine_overrides(sim, {"max_cost_per_minute": cost / 1.15}, workers=1, planner=False,
+                                 model_prices=PRICES, step_timeout_s=4)
+    async with Engine.create(overrides=overrides) as eng:
+        assert (await eng.client.run("say hello")).state == pb.TASK_STATE_COMPLETED
+        events = [ev async for ev in eng.client.run("say hello", stream=True)]
+    waiting = [e for e in events if e.HasField("waiting")]
+    assert waiting and "waiting for budget" in waiting[0].waiting.reason
+    steps = [e.step for e in events if e.HasField("step")]
+    assert steps and all(s.action != "(timed out)" for s in steps), [s.action for s in steps]
+    step = next(e for e in events if e.HasField("step"))
+    assert (step.time.ToNanoseconds() - waiting[0].time.ToNanoseconds()) / 1e9 > 4  # longer than the step limit
+    assert events[-1].HasField("completed") and events[-1].completed.success
