@@ -116,7 +116,7 @@ class TaskDatabase:
         for task_id, order, blob in db.execute("SELECT task_id, ord, archive FROM tasks").fetchall():
             archive = spb.TaskArchive.FromString(blob)
             t = archive.task
-            ended = t.finished_at.ToSeconds() if t.HasField("finished_at") else None
+            ended = t.finished_at.ToNanoseconds() / 1e9 if t.HasField("finished_at") else None
             db.execute("INSERT OR REPLACE INTO task_records VALUES (?, ?, ?, ?, ?)",
                        (task_id, order, t.parent_task_id or task_id, ended, t.SerializeToString()))
             db.executemany("INSERT OR REPLACE INTO task_events VALUES (?, ?, ?)",
@@ -252,7 +252,7 @@ class TaskDatabase:
             return
         records: list[_Record] = []
         for rec in self._dirty.values():
-            ended = rec.finished_at.ToSeconds() if rec.finished_at is not None else None
+            ended = rec.finished_at.ToNanoseconds() / 1e9 if rec.finished_at is not None else None
             records.append((rec.task_id, rec.order, _root(rec).task_id, ended, rec.to_proto().SerializeToString()))
         events = [(rec.task_id, ev.seq, ev.SerializeToString()) for rec, ev in self._events]
         published = [(rec, ev.seq) for rec, ev in self._events]

@@ -280,7 +280,7 @@ class TaskStore:
         gone: list[TaskRecord] = []
         excess = len(self._tasks) - max_records
         for root in finished:  # submission order: oldest first
-            ended = root.finished_at.ToSeconds() if root.finished_at is not None else now
+            ended = root.finished_at.ToNanoseconds() / 1e9 if root.finished_at is not None else now
             tree = root.tree()
             if now - ended > retention_s or excess > 0:
                 excess -= len(tree)
