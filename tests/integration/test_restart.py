@@ -12,6 +12,7 @@ import os
 import signal
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 
@@ -87,3 +88,26 @@ async def _first_events(eng: Engine, task_id: str, n: int) -> list[pb.TaskEvent]
         if len(out) == n:
             break
     return out
+
+
+async def test_finished_tasks_are_forgotten_after_the_retention_time(sim: Sim, tmp_path: Path) -> None:
+    overrides = engine_overrides(sim, workers=1, task_db_path=str(tmp_path / "tasks.sqlite"), task_retention_s=1)
+    async with Engine.create(overrides=overrides) as eng:
+        done = await eng.client.run("say hello")
+        assert done.state == pb.TASK_STATE_COMPLETED
+
+        async def forgotten() -> bool:
+            try:
+                await eng.client.get_task(done.task_id)
+            except grpc.aio.AioRpcError as exc:
+                return exc.code() == grpc.StatusCode.NOT_FOUND
+            return False
+
+        deadline = asyncio.get_running_loop().time() + 90  # generous: the check runs every second
+        while not await forgotten():
+            assert asyncio.get_running_loop().time() < deadline, "the finished task was never forgotten"
+            await asyncio.sleep(0.2)
+    async with Engine.create(overrides=overrides) as again:  # and it is gone from the database too
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await again.client.get_task(done.task_id)
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
