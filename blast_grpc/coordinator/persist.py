@@ -1,6 +1,7 @@
 """The task database: task records and event logs survive a coordinator restart.
 
-Two tables: ``task_records`` (one ``pb.Task`` per task, rewritten as it changes) and
+Two tables: ``task_records`` (one ``pb.Task`` per task, rewritten as it changes, with its
+``TaskSpec``, up to ``max_task_chars`` of text, in a column of its own written once) and
 ``task_events`` (each task's log, one row per event, append-only). Every SQLite call
 runs on one writer thread, never on the event loop::
 
@@ -52,13 +53,16 @@ REQUEUED = "the coordinator restarted before the task started; it is queued agai
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS task_records (task_id TEXT PRIMARY KEY, ord INTEGER NOT NULL, root_id TEXT NOT NULL,
-                                         ended REAL, record BLOB NOT NULL);
+                                         ended REAL, record BLOB NOT NULL, spec BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS task_records_root ON task_records (root_id);
 CREATE TABLE IF NOT EXISTS task_events (task_id TEXT NOT NULL, seq INTEGER NOT NULL, event BLOB NOT NULL,
                                         PRIMARY KEY (task_id, seq)) WITHOUT ROWID;
 """
 
-_Record = tuple[str, int, str, float | None, bytes]
+_Record = tuple[str, int, str, float | None, bytes, bytes]
+# The spec never changes: written with the first row, left alone by every later update.
+_UPSERT = """INSERT INTO task_records VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (task_id) DO UPDATE
+             SET ord = excluded.ord, ended = excluded.ended, record = excluded.record"""
 _Event = tuple[str, int, bytes]
 
 
@@ -87,6 +91,7 @@ class TaskDatabase:
         self._db: sqlite3.Connection | None = None
         self._pool.submit(self._open).result()
         self._dirty: dict[str, TaskRecord] = {}
+        self._known: set[str] = set()  # tasks that have a row (their spec is written)
         self._events: list[tuple[TaskRecord, pb.TaskEvent]] = []
         self._deletes: list[str] = []
         self._scheduled = False
@@ -117,8 +122,9 @@ class TaskDatabase:
             archive = spb.TaskArchive.FromString(blob)
             t = archive.task
             ended = t.finished_at.ToNanoseconds() / 1e9 if t.HasField("finished_at") else None
-            db.execute("INSERT OR REPLACE INTO task_records VALUES (?, ?, ?, ?, ?)",
-                       (task_id, order, t.parent_task_id or task_id, ended, t.SerializeToString()))
+            spec = t.spec.SerializeToString()
+            t.ClearField("spec")
+            db.execute(_UPSERT, (task_id, order, t.parent_task_id or task_id, ended, t.SerializeToString(), spec))
             db.executemany("INSERT OR REPLACE INTO task_events VALUES (?, ?, ?)",
                            [(task_id, e.seq, e.SerializeToString()) for e in archive.events])
         db.execute("DROP TABLE tasks")
@@ -131,7 +137,7 @@ class TaskDatabase:
         db.execute("BEGIN")
         try:
             db.executemany("INSERT OR IGNORE INTO task_events VALUES (?, ?, ?)", events)
-            db.executemany("INSERT OR REPLACE INTO task_records VALUES (?, ?, ?, ?, ?)", records)
+            db.executemany(_UPSERT, records)
             db.executemany("DELETE FROM task_events WHERE task_id = ?", [(t,) for t in deletes])
             db.executemany("DELETE FROM task_records WHERE task_id = ?", [(t,) for t in deletes])
         except BaseException:
@@ -144,8 +150,9 @@ class TaskDatabase:
         db = self._db
         expired = self._expire(time.time() - retention_s, max_records)
         records: dict[str, tuple[pb.Task, list[pb.TaskEvent]]] = {}
-        for (blob,) in db.execute("SELECT record FROM task_records ORDER BY ord"):
+        for blob, spec in db.execute("SELECT record, spec FROM task_records ORDER BY ord"):
             t = pb.Task.FromString(blob)
+            t.spec.ParseFromString(spec)
             records[t.task_id] = (t, [])
         for task_id, blob in db.execute("SELECT task_id, event FROM task_events ORDER BY task_id, seq"):
             if task_id in records:
@@ -192,6 +199,7 @@ class TaskDatabase:
                 rec.parent = parent
                 parent.children.append(rec)
         for rec, _ in recs:
+            self._known.add(rec.task_id)
             self.track(rec)
         return [rec for rec, _ in recs if not rec.done]
 
@@ -223,6 +231,7 @@ class TaskDatabase:
         for rec in recs:
             rec.sink = None
             self._dirty.pop(rec.task_id, None)
+            self._known.discard(rec.task_id)
             self._deletes.append(rec.task_id)
         self._schedule()
 
@@ -253,7 +262,12 @@ class TaskDatabase:
         records: list[_Record] = []
         for rec in self._dirty.values():
             ended = rec.finished_at.ToNanoseconds() / 1e9 if rec.finished_at is not None else None
-            records.append((rec.task_id, rec.order, _root(rec).task_id, ended, rec.to_proto().SerializeToString()))
+            task = rec.to_proto()
+            task.ClearField("spec")
+            # The spec bytes go along only for the first write; the update leaves the column alone.
+            spec = b"" if rec.task_id in self._known else rec.spec.SerializeToString()
+            self._known.add(rec.task_id)
+            records.append((rec.task_id, rec.order, _root(rec).task_id, ended, task.SerializeToString(), spec))
         events = [(rec.task_id, ev.seq, ev.SerializeToString()) for rec, ev in self._events]
         published = [(rec, ev.seq) for rec, ev in self._events]
         deletes = self._deletes
