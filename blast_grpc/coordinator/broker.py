@@ -28,7 +28,7 @@ async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, messa
 
 
 async def _ended(rec: TaskRecord) -> TaskRecord:
-    async for _ in rec.watch(len(rec.events) + 1):
+    async for _ in rec.watch(rec.last_seq + 1):
         pass
     return rec
 

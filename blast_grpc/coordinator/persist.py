@@ -17,8 +17,9 @@ so a coordinator killed with SIGKILL never forgets an event a client has seen, a
 ``WatchTask(from_seq = last + 1)`` continues the same log after a restart.
 
 At start-up (``load``) finished task trees past the retention limits are deleted first
-(``settings.task_retention_s``, ``settings.max_task_records``), then what is left is
-loaded. Tasks that had not ended when the coordinator went away (``recover``):
+(``settings.task_retention_s``, ``settings.max_task_records``), then the records that are
+left are loaded, with the logs of unfinished tasks only: a finished task's log is read
+(on the writer thread) when it is first watched (``TaskRecord.lazy``). Tasks that had not ended when the coordinator went away (``recover``):
 
 * a top-level task that never started is **requeued**: its log gets a ``waiting`` event
   saying so, then ``scheduled``, and it runs as if just submitted (nothing submitted is
@@ -39,7 +40,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
 
 from .._proto.blast.coordinator.v1 import state_pb2 as spb
 from .._proto.blast.v1 import blast_pb2 as pb
@@ -76,7 +77,7 @@ def _root(rec: TaskRecord) -> TaskRecord:
 class Loaded:
     """What ``load`` found: every kept task, and how many old ones it deleted."""
 
-    records: list[tuple[pb.Task, list[pb.TaskEvent]]]
+    records: list[tuple[pb.Task, list[pb.TaskEvent] | None]]  # None: a finished task's log, read later
     expired: int
 
 
@@ -124,6 +125,7 @@ class TaskDatabase:
             ended = t.finished_at.ToNanoseconds() / 1e9 if t.HasField("finished_at") else None
             spec = t.spec.SerializeToString()
             t.ClearField("spec")
+            t.last_seq = len(archive.events)
             db.execute(_UPSERT, (task_id, order, t.parent_task_id or task_id, ended, t.SerializeToString(), spec))
             db.executemany("INSERT OR REPLACE INTO task_events VALUES (?, ?, ?)",
                            [(task_id, e.seq, e.SerializeToString()) for e in archive.events])
@@ -149,15 +151,23 @@ class TaskDatabase:
         assert self._db is not None
         db = self._db
         expired = self._expire(time.time() - retention_s, max_records)
-        records: dict[str, tuple[pb.Task, list[pb.TaskEvent]]] = {}
-        for blob, spec in db.execute("SELECT record, spec FROM task_records ORDER BY ord"):
+        records: dict[str, tuple[pb.Task, list[pb.TaskEvent] | None]] = {}
+        for blob, spec, ended in db.execute("SELECT record, spec, ended FROM task_records ORDER BY ord"):
             t = pb.Task.FromString(blob)
             t.spec.ParseFromString(spec)
-            records[t.task_id] = (t, [])
-        for task_id, blob in db.execute("SELECT task_id, event FROM task_events ORDER BY task_id, seq"):
-            if task_id in records:
-                records[task_id][1].append(pb.TaskEvent.FromString(blob))
+            records[t.task_id] = (t, [] if ended is None else None)
+        unfinished = """SELECT task_id, event FROM task_events WHERE task_id IN
+                        (SELECT task_id FROM task_records WHERE ended IS NULL) ORDER BY task_id, seq"""
+        for task_id, blob in db.execute(unfinished):
+            log_ = records[task_id][1] if task_id in records else None
+            if log_ is not None:
+                log_.append(pb.TaskEvent.FromString(blob))
         return Loaded(list(records.values()), expired)
+
+    def _events_of(self, task_id: str) -> list[pb.TaskEvent]:
+        assert self._db is not None
+        rows = self._db.execute("SELECT event FROM task_events WHERE task_id = ? ORDER BY seq", (task_id,))
+        return [pb.TaskEvent.FromString(blob) for (blob,) in rows]
 
     def _expire(self, cutoff: float, max_records: int) -> int:
         """Delete finished trees that ended before ``cutoff``, then the oldest until ``max_records`` remain."""
@@ -192,16 +202,25 @@ class TaskDatabase:
         loaded = await asyncio.wrap_future(self._pool.submit(self._load, retention_s, max_records))
         if loaded.expired:
             log.info("deleted %d finished task tree(s) past the retention limits", loaded.expired)
-        recs = [(store.restore(task, events), task.parent_task_id) for task, events in loaded.records]
+        recs = [(store.restore(task, events if events is not None else self._reader(task.task_id)),
+                 task.parent_task_id) for task, events in loaded.records]
         for rec, parent_id in recs:  # link the tree once every record exists
             parent = store.get(parent_id) if parent_id else None
             if parent is not None:
                 rec.parent = parent
                 parent.children.append(rec)
-        for rec, _ in recs:
+        for rec, _ in recs:  # on disk as they are: written again only when they change
             self._known.add(rec.task_id)
-            self.track(rec)
+            rec.sink = self._on_event
         return [rec for rec, _ in recs if not rec.done]
+
+    def _reader(self, task_id: str) -> Callable[[], Awaitable[list[pb.TaskEvent]]]:
+        """How a lazily restored record reads its log: on the writer thread, behind pending writes."""
+
+        def read() -> Awaitable[list[pb.TaskEvent]]:
+            return asyncio.wrap_future(self._pool.submit(self._events_of, task_id))
+
+        return read
 
     def recover(self, interrupted: list[TaskRecord], requeue: Callable[[TaskRecord], None]) -> tuple[int, int]:
         """Requeue or fail the tasks that had not ended (see the module docstring); returns (requeued, failed)."""
@@ -264,6 +283,8 @@ class TaskDatabase:
             ended = rec.finished_at.ToNanoseconds() / 1e9 if rec.finished_at is not None else None
             task = rec.to_proto()
             task.ClearField("spec")
+            # Every event of the log is committed already or goes in this batch: the stored count is exact.
+            task.last_seq = rec.last_seq
             # The spec bytes go along only for the first write; the update leaves the column alone.
             spec = b"" if rec.task_id in self._known else rec.spec.SerializeToString()
             self._known.add(rec.task_id)

@@ -149,9 +149,9 @@ class BlastService(bgrpc.BlastServiceServicer):
         rec = await self._find(request.task_id, context)
         if request.from_seq < 0:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"from_seq must be >= 0, got {request.from_seq}")
-        if rec.done and request.from_seq > len(rec.events) + 1:
+        if rec.done and request.from_seq > rec.last_seq + 1:
             await _abort(context, grpc.StatusCode.OUT_OF_RANGE,
-                         f"from_seq {request.from_seq} is past the task's last event ({len(rec.events)})")
+                         f"from_seq {request.from_seq} is past the task's last event ({rec.last_seq})")
         async for ev in rec.watch(request.from_seq, stop=self._closing):
             yield pb.WatchTaskResponse(event=ev)
         if not rec.done:
@@ -167,7 +167,7 @@ class BlastService(bgrpc.BlastServiceServicer):
                          f"task {rec.task_id} already ended ({pb.TaskState.Name(rec.state)})")  # type: ignore[arg-type]
         self.scheduler.cancel(rec, request.reason or "cancelled by the client")
         # Wait (briefly) for the worker to confirm, so the reply shows the final state.
-        async for _ in rec.watch(len(rec.events) + 1):
+        async for _ in rec.watch(rec.last_seq + 1):
             pass
         return pb.CancelTaskResponse(task=self._proto(rec))
 

@@ -18,6 +18,9 @@ never sees an event a coordinator killed with SIGKILL could forget, and after a
 restart ``from_seq = last + 1`` continues the same log::
 
     emit ─▶ events[] ─▶ sink (database writer thread) ─▶ publish(seq) ─▶ watchers
+
+A finished task restored from the database has its log read only when someone first
+watches it (``lazy``): a restart loads the records, not the history.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import asyncio
 import itertools
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Iterable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -96,11 +99,19 @@ class TaskRecord:
     # watchers see events up to ``visible`` (all of them when there is no sink).
     sink: Callable[[TaskRecord, pb.TaskEvent], None] | None = field(default=None, repr=False)
     visible: int = 0
+    # A finished task's log still on disk (``visible`` events): read by the first watcher.
+    lazy: Callable[[], Awaitable[list[pb.TaskEvent]]] | None = field(default=None, repr=False)
+    _loading: Awaitable[list[pb.TaskEvent]] | None = field(default=None, repr=False)
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
     def done(self) -> bool:
         return self.state in TERMINAL
+
+    @property
+    def last_seq(self) -> int:
+        """The number of events in the log (read or not)."""
+        return self.visible if self.lazy is not None else len(self.events)
 
     @property
     def parent_task_id(self) -> str:
@@ -178,6 +189,8 @@ class TaskRecord:
         """Every event from ``from_seq`` on, live, until the task has ended, or until ``stop()``
         is true when the watcher is woken (``interrupt``) with the task still unfinished."""
         i = max(from_seq, 1) - 1
+        if self.lazy is not None and i < self.visible:
+            await self._read_log()
         while True:
             changed = self._changed
             while i < self.visible:
@@ -188,6 +201,15 @@ class TaskRecord:
             if stop():
                 return
             await changed.wait()
+
+    async def _read_log(self) -> None:
+        """Read a lazily restored log, once for all watchers (a cancelled watcher does not stop it)."""
+        assert self.lazy is not None
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self.lazy())
+        events = await asyncio.shield(self._loading)
+        if self.lazy is not None:
+            self.events, self.lazy, self._loading = events, None, None
 
     def interrupt(self) -> None:
         """Wake the watchers so that they check their ``stop`` condition."""
@@ -255,12 +277,16 @@ class TaskStore:
     def get(self, task_id: str) -> TaskRecord | None:
         return self._tasks.get(task_id)
 
-    def restore(self, task: pb.Task, events: list[pb.TaskEvent]) -> TaskRecord:
-        """Rebuild a record from storage (the coordinator's task database); parents are linked by the caller."""
+    def restore(self, task: pb.Task, events: list[pb.TaskEvent] | Callable[[], Awaitable[list[pb.TaskEvent]]]
+                ) -> TaskRecord:
+        """Rebuild a record from storage (the coordinator's task database); parents are linked by the caller.
+        ``events`` is the log, or how to read it later (``task.last_seq`` events)."""
+        lazy = None if isinstance(events, list) else events
         rec = TaskRecord(task_id=task.task_id, spec=task.spec, depth=task.depth, state=task.state,
                          result=task.result, success=task.success, error=task.error, worker_id=task.worker_id,
                          attempts=task.attempts, steps=task.steps, created_at=task.created_at,
-                         usage={u.model: u for u in task.usage}, events=events, visible=len(events),
+                         usage={u.model: u for u in task.usage}, events=events if isinstance(events, list) else [],
+                         visible=len(events) if isinstance(events, list) else task.last_seq, lazy=lazy,
                          order=next(self._order),
                          winner_task_id=task.winner_task_id, cached=task.cached,
                          replayed_steps=task.replayed_steps)
