@@ -1,12 +1,15 @@
 """Who may call the engine: API keys from config and environment, and whether a bind is local.
 
-Both servers (the coordinator's gRPC port and the REST gateway) accept the keys in
-``settings.api_keys`` plus the comma-separated ``BLAST_API_KEYS`` environment variable,
-and warn at start-up when they listen beyond loopback without any key.
+Every server (the coordinator's gRPC port, the REST gateway and the Prometheus
+``/metrics`` port) accepts the keys in ``settings.api_keys`` plus the comma-separated
+``BLAST_API_KEYS`` environment variable, and warns at start-up when it listens beyond
+loopback without any key. The HTTP servers take ``Authorization: Bearer <key>``
+(``bearer_allowed``).
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import os
 from typing import Iterable, Mapping
@@ -36,3 +39,18 @@ def is_loopback(host: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return ip.is_loopback
+
+
+def bearer_allowed(header: bytes, keys: Iterable[bytes]) -> bool:
+    """Whether an ``Authorization`` header value is ``Bearer <one of keys>``.
+
+    Every key is compared in constant time, with no early exit, so timing does not tell
+    which key (or how much of one) matched."""
+    scheme, _, token = header.partition(b" ")
+    token = token.strip()
+    if scheme.lower() != b"bearer" or not token:
+        return False
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(token, key)
+    return matched

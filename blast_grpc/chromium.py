@@ -32,6 +32,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
     "--disable-dev-shm-usage",
+    # Every connection must pass the context's egress proxy (worker/egress.py); WebRTC would
+    # otherwise send UDP straight to any address a page names.
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
 ]
 
 

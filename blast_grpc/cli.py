@@ -12,28 +12,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from typing import Any
 
 from .config import ConfigError, load_config
 
 
-def _setup_logging(level: str = "info") -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        stream=sys.stderr)
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvloop
 
     from .coordinator.server import run_coordinator
+    from .logsetup import setup_logging
 
     overrides: dict[str, Any] = {}
     if args.grpc_port is not None:
         overrides.setdefault("settings", {})["grpc_port"] = args.grpc_port
     config = load_config(args.config, overrides)
-    _setup_logging(config.settings.blastai_log_level)
+    setup_logging(config.settings, "coordinator")
     return uvloop.run(run_coordinator(config, args.ready_file))
 
 

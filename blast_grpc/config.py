@@ -75,13 +75,16 @@ class Settings(_Strict):
 
     # BLAST's keys
     persist_cache: bool = False
-    logs_dir: str = "blast-logs"
+    logs_dir: str | None = "blast-logs"
     secrets_file_path: str = "secrets.env"
     server_port: int = Field(8000, ge=0, le=65535)
     web_port: int = Field(3000, ge=0, le=65535)
     local_browser_path: str = "auto"
     blastai_log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     browser_use_log_level: Literal["debug", "info", "warning", "error", "critical"] = "warning"
+    # each process's file in logs_dir is rotated at this size, keeping this many old files
+    log_file_max_bytes: int = 10_000_000
+    log_file_backups: int = Field(5, ge=1, le=100)
     # serving
     host: str = "127.0.0.1"
     grpc_port: int = Field(50051, ge=0, le=65535)
@@ -116,6 +119,7 @@ class Settings(_Strict):
     max_queued_tasks: int = Field(1000, ge=1)
     allow_loopback: bool = False
     allow_link_local: bool = False
+    allow_private_networks: bool = False
     warm_contexts: int = Field(1, ge=0, le=32)
     context_memory_estimate: int = 40_000_000
     memory_sample_s: float = Field(0.5, gt=0)
@@ -129,6 +133,8 @@ class Settings(_Strict):
     llm_endpoints: dict[str, Endpoint] = Field(default_factory=dict)
     llm_timeout_s: float = Field(60.0, gt=0)
     llm_max_retries: int = Field(3, ge=0, le=20)
+    # Model answers travel on in gRPC messages (4 MiB at most) and events: refuse bigger ones at the source.
+    llm_max_answer_bytes: int = Field(1024 * 1024, ge=1024, le=3 * 1024 * 1024)
     model_prices: dict[str, Price] = Field(default_factory=_default_prices)
     # worker supervision
     worker_start_timeout_s: float = Field(60.0, gt=0)
@@ -138,7 +144,7 @@ class Settings(_Strict):
     drain_timeout_s: float = Field(30.0, ge=0)
 
 
-    @field_validator("context_memory_estimate", mode="before")
+    @field_validator("context_memory_estimate", "log_file_max_bytes", mode="before")
     @classmethod
     def _estimate(cls, v: Any) -> int:
         return parse_size(v)

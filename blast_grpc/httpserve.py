@@ -25,8 +25,9 @@ class _QuietServer(uvicorn.Server):
 
 class EmbeddedServer:
     def __init__(self, app: Any, host: str, port: int, **options: Any) -> None:
+        # log_config=None: uvicorn's records go to our root handlers (stderr, logs_dir, redaction).
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
-                                access_log=False, **options)
+                                access_log=False, log_config=None, **options)
         self._server = _QuietServer(config)
         self._task: asyncio.Task[None] | None = None
         self.port = 0

@@ -7,19 +7,25 @@ connection errors, 408/409/429 and 5xx answers are retried ``settings.llm_max_re
 times with exponential backoff (``retry-after`` honoured up to ``BACKOFF_MAX_S``);
 then ``LLMUnavailable`` says what went wrong and how often it was tried. Other
 answers (400, 401, 404, ...) fail at once. So one ``chat`` call takes at most about
-``(llm_max_retries + 1) * llm_timeout_s`` plus the backoff. ``UsageMeter`` accumulates
+``(llm_max_retries + 1) * llm_timeout_s`` plus the backoff. A 200 that is not a chat
+completion fails at once too, naming the model and the endpoint: a body that is not JSON
+(a web page at the base URL, a proxy's error page), or an answer over
+``settings.llm_max_answer_bytes`` (everything a model says travels on in gRPC messages and
+events, so it is refused here rather than breaking a channel later). ``UsageMeter`` accumulates
 tokens per model so the worker can report them to the coordinator as deltas.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 import openai
 from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletionMessage
+from openai.types.chat import ChatCompletion, ChatCompletionMessage
+from pydantic import ValidationError
 
 from .config import Config, model_name
 
@@ -121,7 +127,7 @@ class LLM:
         for attempt in range(1, attempts + 1):
             try:
                 async with asyncio.timeout(s.llm_timeout_s):
-                    resp = await client.chat.completions.create(**kwargs)
+                    raw = await client.chat.completions.with_raw_response.create(**kwargs)
                 break
             except (TimeoutError, openai.APITimeoutError):
                 problem = f"did not answer within settings.llm_timeout_s = {s.llm_timeout_s:g}s"
@@ -138,6 +144,7 @@ class LLM:
                 raise LLMUnavailable(f"model {name!r} {problem} (tried {tries}; settings.llm_max_retries = "
                                      f"{s.llm_max_retries})")
             await asyncio.sleep(wait)
+        resp = self._completion(raw, name, str(client.base_url).rstrip("/"))
         if resp.usage is not None:
             meter.add(name, resp.usage.prompt_tokens, resp.usage.completion_tokens)
         else:
@@ -145,6 +152,24 @@ class LLM:
         if not resp.choices:
             raise LLMUnavailable(f"model {name!r} returned no choices")
         return resp.choices[0].message
+
+    def _completion(self, raw: Any, name: str, where: str) -> ChatCompletion:
+        """The parsed completion of a 200 answer, or ``LLMUnavailable`` saying what was wrong with it."""
+        limit = self._config.settings.llm_max_answer_bytes
+        body: bytes = raw.content
+        if len(body) > limit:
+            raise LLMUnavailable(f"the model {name} at {where} sent a {len(body):,}-byte answer; answers over "
+                                 f"settings.llm_max_answer_bytes = {limit:,} bytes are refused")
+        kind = raw.headers.get("content-type", "no content-type")
+        try:
+            resp = raw.parse()
+        except (json.JSONDecodeError, ValidationError, UnicodeDecodeError, TypeError):
+            resp = None
+        if not isinstance(resp, ChatCompletion):
+            shown = body[:80].decode("utf-8", "replace")
+            raise LLMUnavailable(f"the model {name} at {where} returned a non-JSON body (HTTP {raw.status_code}, "
+                                 f"{kind}), not a chat completion: {shown!r}")
+        return resp
 
     async def close(self) -> None:
         for c in self._clients.values():

@@ -62,7 +62,8 @@ class ApiError(Exception):
     """An error answered with ``status`` and an OpenAI-shaped body."""
 
     def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None, retry: bool | None = None) -> None:
+                 param: str | None = None, code: str | None = None, retry: bool | None = None,
+                 retry_after: str | None = None) -> None:
         if not message:
             message = _reason(status)
         super().__init__(message)
@@ -72,6 +73,7 @@ class ApiError(Exception):
         self.param = param
         self.code = code
         self.retry = retry if retry is not None else (None if status not in _NO_RETRY else False)
+        self.retry_after = retry_after  # seconds, sent as the Retry-After header (429, 503)
 
     def body(self) -> dict[str, Any]:
         """The JSON body: ``{"error": {...}}`` (an ``ErrorResponse``)."""
@@ -79,7 +81,10 @@ class ApiError(Exception):
         return ErrorResponse(error=detail).model_dump()
 
     def headers(self) -> dict[str, str]:
-        return {} if self.retry is None else {"x-should-retry": "true" if self.retry else "false"}
+        out = {} if self.retry is None else {"x-should-retry": "true" if self.retry else "false"}
+        if self.retry_after is not None:
+            out["retry-after"] = self.retry_after
+        return out
 
     def response(self) -> Response:
         """The HTTP response for this error."""
@@ -117,11 +122,24 @@ def from_grpc(exc: grpc.aio.AioRpcError, params: Mapping[str, str] | None = None
         return ApiError(status, f"the engine refused the gateway's own API key ({details}); give the gateway a key "
                         "the coordinator accepts (BLAST_API_KEY, or settings.api_keys / BLAST_API_KEYS shared "
                         "with it)", type=err_type, code=err_code, retry=False)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        # The coordinator's hint travels as gRPC trailing metadata; HTTP clients (and the SDKs'
+        # retry logic) read it from the Retry-After header.
+        return ApiError(status, details, type=err_type, param=param, code=err_code,
+                        retry_after=_retry_after(exc))
     if code == grpc.StatusCode.UNAVAILABLE:
         details = f"the engine is unavailable: {details}"
     elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
         details = f"the engine did not answer in time: {details}"
     return ApiError(status, details, type=err_type, param=param, code=err_code)
+
+
+def _retry_after(exc: grpc.aio.AioRpcError) -> str | None:
+    """The ``retry-after`` trailer of a coordinator error (whole seconds), if it sent one."""
+    for key, value in exc.trailing_metadata() or ():
+        if key == "retry-after" and isinstance(value, str) and value.strip().isdigit():
+            return value.strip()
+    return None
 
 
 def _param(loc: tuple[int | str, ...]) -> str:

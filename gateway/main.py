@@ -13,7 +13,9 @@ limits ``settings.gateway_header_timeout_s``, ``gateway_body_timeout_s`` and
 variable (comma-separated), in addition to ``settings.api_keys``; keys are never logged.
 The coordinator checks the same keys on its gRPC API, so the gateway calls it with
 ``BLAST_API_KEY`` if that is set, otherwise with the first of its own keys.
-Bound to a non-loopback address without any key, it prints a warning line at start-up. ``--port 0`` picks a free port; once the gateway accepts
+It logs to stderr and to ``settings.logs_dir``/gateway.log (rotated, secret values
+redacted: ``blast_grpc/logsetup.py``). Bound to a non-loopback address without any key,
+it prints a warning line at start-up. ``--port 0`` picks a free port; once the gateway accepts
 connections it writes ``{"url": "http://HOST:PORT"}`` to ``--ready-file`` (atomically).
 SIGTERM or SIGINT stop it cleanly.
 """
@@ -35,6 +37,7 @@ import uvloop
 
 from blast_grpc.access import API_KEYS_ENV, api_keys, is_loopback
 from blast_grpc.config import ConfigError, load_config
+from blast_grpc.logsetup import setup_logging
 from blast_grpc.procutil import write_ready_file
 
 from .app import configured_models, create_app
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     host = args.host or s.gateway_host
     port = s.server_port if args.port is None else args.port
     level = (args.log_level or s.blastai_log_level).upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    setup_logging(s, "gateway", level)
     models = configured_models(config.constraints.llm_model, config.constraints.llm_model_mini)
     keys = api_keys(s.api_keys, os.environ)
     app = create_app(args.grpc_address, api_keys=keys, max_request_bytes=s.max_request_bytes, models=models,

@@ -8,10 +8,11 @@ never logged or echoed.
 from __future__ import annotations
 
 import asyncio
-import hmac
 from typing import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from blast_grpc.access import bearer_allowed
 
 from .errors import ApiError
 
@@ -35,23 +36,12 @@ class ApiKeyMiddleware:
         self.keys = [k.encode() for k in keys if k]
         self.drain_limit = drain_limit
 
-    def _allowed(self, header: bytes) -> bool:
-        scheme, _, token = header.partition(b" ")
-        if scheme.lower() != b"bearer" or not token.strip():
-            return False
-        token = token.strip()
-        # Check every key (no early exit), so timing does not reveal which one matched.
-        matched = False
-        for key in self.keys:
-            matched |= hmac.compare_digest(token, key)
-        return matched
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.keys or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         header = dict(scope["headers"]).get(b"authorization", b"")
-        if self._allowed(header):
+        if bearer_allowed(header, self.keys):
             await self.app(scope, receive, send)
             return
         message = ("Missing bearer authentication in header: send 'Authorization: Bearer <API key>'."

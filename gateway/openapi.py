@@ -35,7 +35,7 @@ ERROR_STATUSES: dict[int, str] = {
     405: "`GET` or `DELETE` on the cancel URL (`.../{response_id}/cancel`): it takes `POST`.",
     409: "The response already ended (completed or failed), so it cannot be cancelled.",
     413: "The request body is larger than settings.max_request_bytes.",
-    429: "The engine's queue is full (settings.max_queued_tasks); retry later.",
+    429: "The engine's queue is full (settings.max_queued_tasks); retry after the `Retry-After` header's seconds.",
     500: "An internal error; the engine refused the gateway's own API key (`engine_auth_failed`); or (chat) a "
          "task that failed or was cancelled (`task_failed` / `task_cancelled`). The last three are not retryable.",
     503: "The engine (coordinator) is unavailable.",

@@ -40,7 +40,12 @@ class Sim:
         r = httpx.post(f"{self.root}/sim/faults", json={"faults": [{"kind": k} for k in kinds], "model": model})
         r.raise_for_status()
 
+    def requests(self) -> list[str]:
+        """The bodies of the recent chat completion requests, as the model received them."""
+        return list(httpx.get(f"{self.root}/sim/requests").json()["requests"])
+
     def reset(self) -> None:
+        """Clear the counts, the recorded requests and pending faults."""
         httpx.post(f"{self.root}/sim/reset").raise_for_status()
 
 
@@ -83,6 +88,7 @@ def engine_overrides(sim: Sim, constraints: dict[str, Any] | None = None, **sett
         "cache_results": False,
         "cache_plans": False,
         "task_db_path": None,  # the restart test gives its engine a database of its own
+        "logs_dir": None,  # stderr only; the tests that read log files give their engine a directory
     }
     base.update(settings)
     return {"settings": base, "constraints": constraints or {}}

@@ -5,23 +5,35 @@ values and ``#`` comments are accepted); a missing file means no secrets. The mo
 told the placeholder names only, and types a secret by writing its placeholder,
 ``<secret>NAME</secret>``, in the ``type`` tool; ``reveal`` swaps the value in right
 before ``fill()``. Everything on its way to the model, to the events or to the logs
-passes ``redact``, which turns any occurrence of a value (raw, URL-encoded or
-JSON-escaped) back into its placeholder::
+passes ``redact``, which turns any occurrence of a value back into its placeholder::
 
     model ──type(text="<secret>CARD</secret>")──▶ reveal ──▶ fill("4111…")   (browser only)
     page text / URL / tool results / step events / logs ──redact──▶ "<secret>CARD</secret>"
+
+The browser rewrites what it was given before it shows up anywhere: a GET form sends
+``a+b%7E%21`` (form-urlencoded), a page script may put ``encodeURIComponent(v)`` or
+``encodeURI(v)`` in its title or URL, HTML source holds ``&lt;``/``&#60;``/``&#x3c;``, JSON
+holds ``\\u003c`` and ``\\"``. Enumerating whole encoded strings cannot keep up (each encoder
+leaves a different set of characters alone, and URLs mix them), so the pattern is built
+per character instead: every character of a value matches itself or any way of writing
+it (``%XX`` in either case, also as ``%25XX``; ``+`` for a space; named, decimal and hex
+HTML entities; JSON, JavaScript and Python escapes). One regex thus finds the value in any
+mixture of these forms; values are tried longest first, so a value inside another stays
+whole.
 """
 
 from __future__ import annotations
 
-import json
+import html.entities
 import logging
 import re
 from dataclasses import replace
+from functools import cache
 from pathlib import Path
-from urllib.parse import quote, quote_plus
+from typing import TYPE_CHECKING
 
-from .observe import Observation
+if TYPE_CHECKING:  # the gateway and the coordinator redact logs without importing Playwright
+    from .observe import Observation
 
 log = logging.getLogger("blast_grpc.secrets")
 
@@ -62,18 +74,60 @@ def parse_secrets(text: str, source: str = "secrets file") -> dict[str, str]:
     return out
 
 
+def _hex(byte: int, width: int = 2) -> str:
+    """``byte`` in hex, each letter digit matching either case (``7E`` -> ``7[Ee]``)."""
+    return "".join(f"[{d}{d.lower()}]" if d.isalpha() else d for d in f"{byte:0{width}X}")
+
+
+@cache
+def _entity_names() -> dict[str, list[str]]:
+    """Character -> its HTML named references (``<`` -> ``lt;``, ``LT;``, ``lt``, ``LT``)."""
+    names: dict[str, list[str]] = {}
+    for name, char in html.entities.html5.items():
+        names.setdefault(char, []).append(name)
+    return names
+
+
+def char_pattern(c: str) -> str:
+    """A regex matching character ``c`` written in any form a browser, a page or a serializer uses."""
+    utf8 = c.encode("utf-8")
+    forms = [re.escape(c)]
+    forms.append("".join(f"%(?:25)?{_hex(b)}" for b in utf8))  # percent-encoded, maybe twice
+    if c == " ":
+        forms.append(r"\+")  # application/x-www-form-urlencoded
+    code = ord(c)
+    forms.append(f"&#0*{code};")
+    forms.append(f"&#[xX]0*{_hex(code, 1)};")
+    forms += [f"&{re.escape(n)}" for n in _entity_names().get(c, [])]
+    if code <= 0xFFFF:
+        forms.append(rf"\\u{_hex(code, 4)}")  # JSON / JavaScript
+    else:  # a UTF-16 surrogate pair in JSON
+        hi, lo = 0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)
+        forms.append(rf"\\u{_hex(hi, 4)}\\u{_hex(lo, 4)}")
+    if code < 0x80:
+        forms.append(rf"\\x{_hex(code)}")  # JavaScript / Python
+    else:
+        forms.append("".join(rf"\\{b:03o}" for b in utf8))  # protobuf text format, C
+    shorts = {'"': '"', "\\": "\\", "/": "/", "'": "'", "\n": "n", "\t": "t", "\r": "r", "\b": "b", "\f": "f"}
+    if c in shorts:
+        forms.append(re.escape("\\" + shorts[c]))
+    return "(?:" + "|".join(forms) + ")"
+
+
+def value_pattern(value: str) -> str:
+    """A regex matching ``value`` with each character in any of its forms (see the module docs)."""
+    return "".join(char_pattern(c) for c in value)
+
+
 class Secrets:
     """Name -> value, with the placeholder substitution and redaction built on it."""
 
     def __init__(self, values: dict[str, str] | None = None) -> None:
         self._values = dict(values or {})
-        forms: dict[str, str] = {}
-        for name, value in self._values.items():
-            for form in (value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1]):
-                forms.setdefault(form, name)
-        ordered = sorted(forms, key=len, reverse=True)  # longest first: a value inside another stays whole
-        self._forms = forms
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        # Longest first: a value inside another stays whole. Group i stands for _order[i].
+        self._order = sorted(self._values, key=lambda n: len(self._values[n]), reverse=True)
+        alternatives = [f"(?P<s{i}>{value_pattern(self._values[n])})" for i, n in enumerate(self._order)]
+        self._pattern = re.compile("|".join(alternatives)) if alternatives else None
 
     @classmethod
     def load(cls, path: str | Path) -> Secrets:
@@ -115,10 +169,15 @@ class Secrets:
         return PLACEHOLDER.sub(value, text)
 
     def redact(self, text: str) -> str:
-        """Every occurrence of a secret value (raw, URL-encoded, JSON-escaped) -> its placeholder."""
+        """Every occurrence of a secret value, in any of its encoded forms, -> its placeholder."""
         if self._pattern is None or not text:
             return text
-        return self._pattern.sub(lambda m: placeholder(self._forms[m.group(0)]), text)
+
+        def name(m: re.Match[str]) -> str:
+            assert m.lastgroup is not None
+            return placeholder(self._order[int(m.lastgroup[1:])])
+
+        return self._pattern.sub(name, text)
 
     def redact_observation(self, obs: Observation) -> Observation:
         if self._pattern is None:
@@ -147,12 +206,3 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = self._secrets.redact(record.stack_info)
         return True
-
-
-def install_log_redaction(secrets: Secrets) -> None:
-    """Redact secret values from everything the root logger's handlers write."""
-    if not secrets:
-        return
-    flt = RedactingFilter(secrets)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(flt)

@@ -5,6 +5,11 @@ reported back to the model; ``Browser.execute`` performs an action on the page a
 returns the text the model gets as the tool result. A navigation that times out is
 stopped (the page that was there stays usable); a URL that is a file download is
 refused; ``type`` swaps secret placeholders for their values right before ``fill()``.
+
+A URL the policy refuses is answered ``Error: refused to open URL: reason``: checked
+here before ``go_to_url`` loads anything, and, for what only the browser finds out
+(a redirect hop, a name that resolves to a refused address), from the worker's note
+about the failed navigation, which then replaces Chromium's bare ``net::ERR_...``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,18 @@ from .popups import blocked_popups, popup_note
 from .secrets import SecretError, Secrets
 
 NAVIGATING = frozenset({"go_to_url", "click", "type", "go_back"})  # actions that may start a page load
+REFUSED = "refused to open "
+UNREACHABLE = "could not open "
+
+
+def refusal_note(url: str, reason: str) -> str:
+    """What the model is told about a URL the policy refused (a tool result says ``Error: `` first)."""
+    return f"{REFUSED}{url}: {reason}"
+
+
+def unreachable_note(url: str, reason: str) -> str:
+    """What the model is told about a URL that was allowed but could not be connected to."""
+    return f"{UNREACHABLE}{url}: {reason}"
 
 
 def _fn(name: str, description: str, props: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -130,13 +147,15 @@ class Browser:
         self._timeout_ms = timeout_s * 1000
         self._refusal = refusal  # the navigation policy (the context also enforces it on every request)
         self._secrets = secrets or Secrets()
+        self._pending: list[str] = []  # notes taken from the holder while explaining a failed navigation
 
     @property
     def page(self) -> Page:
         return self._holder.page
 
     def take_notes(self) -> list[str]:
-        return self._holder.take_notes()
+        notes, self._pending = self._pending, []
+        return notes + self._holder.take_notes()
 
     def _element(self, index: int) -> Any:
         return self.page.locator(f'[data-blast-idx="{index}"]').first
@@ -166,17 +185,31 @@ class Browser:
             return f"Error: {action.name}: {exc}"
         except PlaywrightError as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if "Download is starting" in first:
-                return (f"Error: {action.args.get('url', 'the page')} is a file download, not a page; "
-                        "downloads are refused (the file was not saved)")
-            return f"Error: {action.name} failed: {first}"
+            if action.name not in NAVIGATING:
+                return self._failure(action, first)
+            # A navigation the policy refused (or the egress proxy could not connect) fails with a bare
+            # net::ERR_...; the worker's note says why,
+            # and becomes the result (the other notes are handed out by take_notes as usual).
+            self._pending += self._holder.take_notes()
+            refused = next((n for n in self._pending if n.startswith((REFUSED, UNREACHABLE))), None)
+            if refused is None:
+                return self._failure(action, first)
+            self._pending.remove(refused)
+            return f"Error: {refused}"
+
+    @staticmethod
+    def _failure(action: Action, first: str) -> str:
+        if "Download is starting" in first:
+            return (f"Error: {action.args.get('url', 'the page')} is a file download, not a page; "
+                    "downloads are refused (the file was not saved)")
+        return f"Error: {action.name} failed: {first}"
 
     async def _execute(self, a: Action) -> str:
         t = self._timeout_ms
         if a.name == "go_to_url":
             why = self._refusal(str(a.args["url"]))
             if why:
-                return f"Error: refused to open {a.args['url']}: {why}"
+                return f"Error: {refusal_note(str(a.args['url']), why)}"
             await self.page.goto(str(a.args["url"]), timeout=t, wait_until="domcontentloaded")
             return f"Opened {self.page.url}"
         if a.name == "click":

@@ -19,6 +19,7 @@ from ..config import Config
 from .budget import Budget
 from .launch import Launcher, ParentEnded
 from .scheduler import Scheduler
+from .service import initial_url_problem
 from .tasks import TaskRecord, TaskStore
 
 
@@ -72,6 +73,9 @@ class TaskBroker(wgrpc.TaskBrokerServiceServicer):
                          f"this task already launched {launched} subtasks (settings.max_subtasks_per_task)")
         if not request.spec.description.strip():
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the subtask needs a description")
+        problem = initial_url_problem(request.spec.initial_url, "the subtask's initial_url")
+        if problem:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
         copies = self.launcher.copies_allowed(request.num_copies)
         try:
             rec = await self.launcher.launch(request.spec, parent, copies)

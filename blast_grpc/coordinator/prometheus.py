@@ -3,11 +3,16 @@
 Each scrape takes a fresh ``GetMetrics`` snapshot and renders it through a
 prometheus-client collector, so the two can never disagree about what they count.
 Served by uvicorn inside the coordinator's event loop on ``settings.metrics_port``.
+
+With API keys configured (``settings.api_keys`` / ``BLAST_API_KEYS``) a scrape must send
+``Authorization: Bearer <key>``, as on the gateway; Prometheus does so with
+``authorization: {type: Bearer, credentials_file: ...}`` in its scrape config. Without
+keys the endpoint is open, and the coordinator warns when it is bound beyond loopback.
 """
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable, Iterator
+from typing import Awaitable, Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -18,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .._proto.blast.v1 import blast_pb2 as pb
+from ..access import bearer_allowed
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -64,8 +70,15 @@ def render(snapshot: pb.GetMetricsResponse) -> bytes:
     return generate_latest(registry)
 
 
-def metrics_app(snapshot: Callable[[], Awaitable[pb.GetMetricsResponse]]) -> Starlette:
-    async def metrics(_: Request) -> Response:
+def metrics_app(snapshot: Callable[[], Awaitable[pb.GetMetricsResponse]], keys: Iterable[str] = ()) -> Starlette:
+    """The ``/metrics`` app; with ``keys``, a request without ``Authorization: Bearer <key>`` gets 401."""
+    wanted = [k.encode() for k in keys if k]
+
+    async def metrics(request: Request) -> Response:
+        if wanted and not bearer_allowed(request.headers.get("authorization", "").encode(), wanted):
+            return Response("401 Unauthorized: send 'Authorization: Bearer <API key>' (settings.api_keys / "
+                            "BLAST_API_KEYS); in Prometheus: authorization: {type: Bearer, credentials_file: ...}\n",
+                            status_code=401, media_type="text/plain", headers={"www-authenticate": "Bearer"})
         return Response(render(await snapshot()), media_type=CONTENT_TYPE)
 
     return Starlette(routes=[Route("/metrics", metrics)])

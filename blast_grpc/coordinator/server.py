@@ -89,7 +89,7 @@ class Coordinator:
         self.broker_address = f"unix://{self.runtime_dir}/broker.sock"
         self.internal = grpc.aio.server()
         self.health = health.aio.HealthServicer()
-        keys = api_keys(s.api_keys)
+        keys = self.keys = api_keys(s.api_keys)
         self.server = grpc.aio.server(
             options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)],
             interceptors=[ApiKeyInterceptor(keys)] if keys else [],
@@ -160,9 +160,12 @@ class Coordinator:
         await self.supervisor.start()
         await self.server.start()
         if s.metrics_port is not None:
-            app = metrics_app(lambda: collect_metrics(self.store, self.scheduler, self.workers))
+            app = metrics_app(lambda: collect_metrics(self.store, self.scheduler, self.workers), self.keys)
             self.metrics_server = EmbeddedServer(app, s.host, s.metrics_port)
-            await self.metrics_server.start()
+            port = await self.metrics_server.start()
+            if not self.keys and not is_loopback(s.host):
+                log.warning("the Prometheus /metrics endpoint on %s:%d is open to the network: no API key is set "
+                            "(settings.api_keys or BLAST_API_KEYS)", s.host, port)
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if self.gateway is not None:

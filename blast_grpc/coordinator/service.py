@@ -38,6 +38,20 @@ async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, messa
     raise AssertionError("unreachable")  # abort raises
 
 
+def initial_url_problem(url: str, field: str = "spec.initial_url") -> str | None:
+    """Why ``url`` cannot be a task's first page (None: it can, or it is empty)."""
+    if not url:
+        return None
+    try:
+        u = urlparse(url)
+        u.port  # noqa: B018 -- parses the port, raising ValueError for one out of range or not a number
+    except ValueError as exc:  # "http://[::1" (unclosed bracket), "http://h:99999"
+        return f"{field} is not a valid URL ({exc}): {url[:200]!r}"
+    if u.scheme not in ("http", "https") or not u.netloc:
+        return f"{field} must be an http(s) URL, got {url[:200]!r}"
+    return None
+
+
 class BlastService(bgrpc.BlastServiceServicer):
     def __init__(self, config: Config, store: TaskStore, scheduler: Scheduler, launcher: Launcher,
                  workers: list[WorkerHandle]) -> None:
@@ -58,10 +72,9 @@ class BlastService(bgrpc.BlastServiceServicer):
         if len(spec.description) > limit:
             return (f"spec.description is {len(spec.description)} characters; the limit is {limit} "
                     "(settings.max_task_chars)")
-        if spec.initial_url:
-            u = urlparse(spec.initial_url)
-            if u.scheme not in ("http", "https") or not u.netloc:
-                return f"spec.initial_url must be an http(s) URL, got {spec.initial_url[:200]!r}"
+        problem = initial_url_problem(spec.initial_url)
+        if problem:
+            return problem
         if spec.previous_task_id and self.store.get(spec.previous_task_id) is None:
             return f"spec.previous_task_id {spec.previous_task_id[:100]!r} is not a known task"
         bad = [d for d in spec.cache_control if d not in CACHE_DIRECTIVES]

@@ -1,8 +1,11 @@
 """Injected failures: which kinds exist, how they are specified, and the queue they wait in.
 
 Faults wait in a queue; each request takes the first queued fault that applies
-to it (same model, or any model when the fault has none). ``malformed_tool_json``
-and ``no_tool_call`` only make sense for agent requests (those offer tools), so
+to it (same model, or any model when the fault has none). ``huge_answer`` (a 200 whose
+body is a valid completion: a ``done`` call with ``HUGE_ANSWER_BYTES`` of text) and
+``non_json`` (a 200 with an HTML page, as a misconfigured base URL gives) break the
+answer itself. ``huge_answer``, ``malformed_tool_json`` and ``no_tool_call`` only make
+sense for agent requests (those offer tools), so
 extraction and planner requests pass over them and they wait for the next agent
 request. The queue is locked because tests add faults from other threads.
 """
@@ -13,8 +16,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("http_429", "http_500", "malformed_tool_json", "no_tool_call", "stall")
-AGENT_ONLY = frozenset({"malformed_tool_json", "no_tool_call"})
+KINDS = ("http_429", "http_500", "malformed_tool_json", "no_tool_call", "stall", "huge_answer", "non_json")
+HUGE_ANSWER_BYTES = 5 * 1024 * 1024
+AGENT_ONLY = frozenset({"malformed_tool_json", "no_tool_call", "huge_answer"})
 
 
 class FaultError(ValueError):

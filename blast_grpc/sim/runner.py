@@ -20,7 +20,7 @@ from typing import Any, Iterable
 import uvicorn
 
 from ..procutil import write_ready_file
-from .faults import Fault, FaultError, FaultQueue, parse_fault_list
+from .faults import KINDS, Fault, FaultError, FaultQueue, parse_fault_list
 from .latency import LatencyError, LatencyModel
 from .scenarios import ScenarioError, ScenarioSet, load_scenarios
 from .server import SimState, create_app
@@ -137,9 +137,14 @@ class SimServer:
         return {**self.state.stats.snapshot(), "faults_pending": len(self.state.faults.pending()),
                 "stalled_now": self.state.stalled}
 
+    def requests(self) -> list[str]:
+        """The recent request bodies, like ``GET /sim/requests``."""
+        return self.state.requests.snapshot()
+
     def reset(self) -> None:
-        """Clear counts and pending faults (like ``POST /sim/reset``)."""
+        """Clear counts, recorded requests and pending faults (like ``POST /sim/reset``)."""
         self.state.stats.reset()
+        self.state.requests.clear()
         self.state.faults.clear()
 
     def __enter__(self) -> SimServer:
@@ -159,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency", metavar="FILE.yaml", help="per-model latency (default: instant)")
     p.add_argument("--seed", type=int, default=0, help="seed for sampled latencies")
     p.add_argument("--faults", default="", metavar="KIND,KIND,...",
-                   help="faults queued at start: http_429, http_500, malformed_tool_json, no_tool_call, stall")
+                   help="faults queued at start: " + ", ".join(KINDS))
     p.add_argument("--ready-file", metavar="PATH", help='write {"base_url": ...} here once listening')
     return p
 

@@ -22,12 +22,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from . import wire
-from .faults import Fault, FaultError, FaultQueue, parse_faults_body
+from .faults import HUGE_ANSWER_BYTES, Fault, FaultError, FaultQueue, parse_faults_body
 from .latency import LatencyModel
 from .protocol import AGENT, EXTRACT, PLAN, ChatRequest, parse_request
 from .rules import Decision, answer_extraction, decide_agent, write_plan
 from .scenarios import ScenarioSet
-from .stats import Stats
+from .stats import RequestLog, Stats
 
 POLL_S = 0.05  # how often long waits check for shutdown / client disconnect
 
@@ -40,6 +40,7 @@ class SimState:
     latency: LatencyModel = field(default_factory=LatencyModel)
     faults: FaultQueue = field(default_factory=FaultQueue)
     stats: Stats = field(default_factory=Stats)
+    requests: RequestLog = field(default_factory=RequestLog)
     closing: threading.Event = field(default_factory=threading.Event)
     stalled: int = 0  # requests currently held by a stall fault
     _ids: Any = field(default_factory=lambda: itertools.count(1))
@@ -111,7 +112,9 @@ def create_app(state: SimState) -> Starlette:
 
     async def chat_completions(request: Request) -> Response:
         try:
-            body = await request.json()
+            raw = (await request.body()).decode("utf-8")
+            state.requests.add(raw)
+            body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
             state.stats.record_bad_request()
             return _error(400, "request body is not valid JSON", "invalid_request_error")
@@ -131,6 +134,14 @@ def create_app(state: SimState) -> Starlette:
                               code="rate_limit_exceeded", headers={"retry-after": "0"})
             if fault.kind == "http_500":
                 return _error(500, "sim: internal server error (injected fault http_500)", "server_error")
+            if fault.kind == "non_json":
+                return Response("<!DOCTYPE html><html><body><h1>Welcome to nginx!</h1></body></html>",
+                                media_type="text/html")
+            if fault.kind == "huge_answer":
+                answer = json.dumps({"text": "x" * HUGE_ANSWER_BYTES, "success": True})
+                huge = wire.Reply(content=None, calls=[wire.Call("done", answer, "call_sim_huge")])
+                return JSONResponse(wire.completion(huge, req.model, "chatcmpl-sim-huge", int(time.time()),
+                                                    wire.prompt_tokens(body)))
         n = state.next_id()
         reply = _apply_fault(_to_reply(decision, f"call_sim{n:06d}"), fault)
         id_, created, model = f"chatcmpl-sim{n:06d}", int(time.time()), req.model
@@ -194,8 +205,12 @@ def create_app(state: SimState) -> Starlette:
         return JSONResponse({**state.stats.snapshot(), "faults_pending": len(state.faults.pending()),
                              "stalled_now": state.stalled})
 
+    async def get_requests(_: Request) -> Response:
+        return JSONResponse({"requests": state.requests.snapshot()})
+
     async def reset(_: Request) -> Response:
         state.stats.reset()
+        state.requests.clear()
         state.faults.clear()
         return JSONResponse({"reset": True})
 
@@ -217,6 +232,7 @@ def create_app(state: SimState) -> Starlette:
         Route("/sim/faults", post_faults, methods=["POST"]),
         Route("/sim/faults", get_faults, methods=["GET"]),
         Route("/sim/stats", get_stats, methods=["GET"]),
+        Route("/sim/requests", get_requests, methods=["GET"]),
         Route("/sim/reset", reset, methods=["POST"]),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: internal_error})

@@ -1,9 +1,14 @@
-"""Request counters for ``GET /sim/stats`` (locked: tests read them from other threads)."""
+"""Request counters for ``GET /sim/stats`` and the recent request bodies for ``GET /sim/requests``.
+
+Both are locked: tests read them from other threads. The request log keeps the last
+``RequestLog.KEEP`` bodies as received, so a test can check exactly what the engine sent
+the model (for instance that no secret value reached it, in any encoding).
+"""
 
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 
@@ -49,3 +54,25 @@ class Stats:
                 "by_scenario": dict(self._by_scenario),
                 "faults_injected": dict(self._faults),
             }
+
+
+class RequestLog:
+    """The most recent chat completion request bodies, as the text that arrived."""
+
+    KEEP = 500
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bodies: deque[str] = deque(maxlen=self.KEEP)
+
+    def add(self, body: str) -> None:
+        with self._lock:
+            self._bodies.append(body)
+
+    def snapshot(self) -> list[str]:
+        with self._lock:
+            return list(self._bodies)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._bodies.clear()

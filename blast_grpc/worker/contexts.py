@@ -10,6 +10,9 @@ A warm context is fresh (no cookies, no storage) and is used by one task only;
 nothing passes from one task to another except through ``keep``/``take(prev)``,
 which is the conversation continuing. ``trim()`` closes every idle context (the
 coordinator asks for it under memory pressure).
+
+Every context is created with its own egress proxy (``egress.Egress``), which judges
+each connection the context's pages make; the proxy closes with its context.
 """
 
 from __future__ import annotations
@@ -23,15 +26,18 @@ from typing import Any, Awaitable, Callable
 from playwright.async_api import Browser, BrowserContext
 
 from ..agent.popups import BLOCK_POPUPS_SCRIPT
+from .egress import Egress
+from .navigation import Refusals
 
 log = logging.getLogger("blast_grpc.worker")
 
-Prepare = Callable[[BrowserContext], Awaitable[None]]
+Prepare = Callable[[BrowserContext, Refusals], Awaitable[None]]
 
 
 class IdleContexts:
-    def __init__(self, browser: Browser, warm: int, keep_alive_s: float, prepare: Prepare) -> None:
+    def __init__(self, browser: Browser, warm: int, keep_alive_s: float, prepare: Prepare, egress: Egress) -> None:
         self._browser = browser
+        self.egress = egress
         self._warm_target = warm
         self._keep_alive_s = keep_alive_s
         self._prepare = prepare  # installs the navigation policy on every context we create
@@ -45,13 +51,29 @@ class IdleContexts:
         """A fresh context (optionally with saved cookies and storage) with one page open.
 
         Downloads are refused (``accept_downloads=False``): a task never writes files on the worker;
-        popup windows are blocked in every page (``BLOCK_POPUPS_SCRIPT``).
+        popup windows are blocked in every page (``BLOCK_POPUPS_SCRIPT``); every connection goes
+        through the context's own egress proxy (no bypass list: loopback too).
         """
-        ctx = await self._browser.new_context(storage_state=storage_state, accept_downloads=False)
-        await ctx.add_init_script(BLOCK_POPUPS_SCRIPT)
-        await self._prepare(ctx)
-        await ctx.new_page()
+        proxy, server = await self.egress.open()
+        try:
+            ctx = await self._browser.new_context(storage_state=storage_state, accept_downloads=False,
+                                                  proxy={"server": server})
+        except BaseException:
+            await proxy.close()
+            raise
+        self.egress.attach(ctx, proxy)  # from here the proxy closes with the context
+        try:
+            await ctx.add_init_script(BLOCK_POPUPS_SCRIPT)
+            await self._prepare(ctx, proxy.refusals)
+            await ctx.new_page()
+        except BaseException:
+            await _close(ctx)
+            raise
         return ctx
+
+    def refusals(self, ctx: BrowserContext) -> Refusals | None:
+        """What the policy refused in ``ctx`` (its egress proxy and route handler record it)."""
+        return self.egress.refusals(ctx)
 
     def start(self) -> None:
         self._janitor = asyncio.create_task(self._expire_loop(), name="kept-context-janitor")

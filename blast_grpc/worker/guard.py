@@ -13,7 +13,13 @@ A ``PageGuard`` watches one task's browser context while the task holds it:
   page, and a page cannot take the agent somewhere on its own. The note gives the
   popup's address, so the model can ``go_to_url`` it if it wants;
 * **downloads** are refused (contexts are created with ``accept_downloads=False``,
-  so nothing is written to disk) and reported.
+  so nothing is written to disk) and reported;
+* **refused navigations**: when a navigation request of any frame fails (a redirect
+  hop, a page's own JavaScript navigation or meta refresh, a go_to_url), it is
+  matched to what the URL policy refused in this context (``navigation.Refusals``,
+  written by the route handler and the egress proxy), and the note says
+  "refused to open URL: reason" instead of leaving the model a bare
+  ``net::ERR_...`` or a ``chrome-error://`` page.
 
 Each of these becomes a note (a popup once it is closed); ``take_notes`` hands them
 to the agent, which appends them to the tool result of the action during which they
@@ -28,9 +34,11 @@ import contextlib
 import logging
 from typing import Any, Callable, Coroutine
 
-from playwright.async_api import BrowserContext, Dialog, Download, Page
+from playwright.async_api import BrowserContext, Dialog, Download, Page, Request
 
 from ..agent.popups import popup_note
+from ..agent.tools import refusal_note, unreachable_note
+from .navigation import Refusals
 
 log = logging.getLogger("blast_grpc.worker")
 
@@ -41,8 +49,10 @@ _ANSWER = {"alert": "accepted (OK)", "beforeunload": "accepted (the page was lef
 class PageGuard:
     """Watches ``context`` for one task; ``main()`` is the task's page (the only one kept open)."""
 
-    def __init__(self, context: BrowserContext, main: Callable[[], Page | None], timeout_s: float) -> None:
+    def __init__(self, context: BrowserContext, main: Callable[[], Page | None], timeout_s: float,
+                 refusals: Refusals | None = None) -> None:
         self._context = context
+        self._refusals = refusals
         self._main = main
         self._timeout_s = timeout_s
         self._notes: list[str] = []
@@ -50,6 +60,7 @@ class PageGuard:
         self._watched: Page | None = None
         context.on("dialog", self._on_dialog)
         context.on("page", self._on_page)
+        context.on("requestfailed", self._on_request_failed)
         self.watch(main())
 
     def watch(self, page: Page | None) -> None:
@@ -76,6 +87,19 @@ class PageGuard:
         with contextlib.suppress(Exception):  # the page may be gone already
             async with asyncio.timeout(self._timeout_s):
                 await (dialog.accept() if accept else dialog.dismiss())
+
+    def _on_request_failed(self, request: Request) -> None:
+        if self._refusals is None or not request.is_navigation_request():
+            return  # a refused image or fetch is just missing from the page, as any failed one is
+        refusal = self._refusals.match(request.url)
+        if refusal is None:
+            return
+        came = request.redirected_from
+        via = f" (redirected from {came.url})" if came is not None else ""
+        note = (refusal_note(request.url + via, refusal.reason) if refusal.refused
+                else unreachable_note(request.url + via, refusal.reason))
+        if note not in self._notes:
+            self._notes.append(note)
 
     def _on_page(self, page: Page) -> None:
         if page is self._main():
@@ -111,7 +135,8 @@ class PageGuard:
         """Stop watching; finish closing popups (bounded), cancel what is still being handled."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self._timeout_s)
-        for event, handler in (("dialog", self._on_dialog), ("page", self._on_page)):
+        for event, handler in (("dialog", self._on_dialog), ("page", self._on_page),
+                               ("requestfailed", self._on_request_failed)):
             with contextlib.suppress(Exception):
                 self._context.remove_listener(event, handler)
         self.watch(None)

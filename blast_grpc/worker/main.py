@@ -4,8 +4,9 @@ Started by the coordinator's supervisor (``blast-grpc worker ...``) or by hand o
 another host. It exits when its browser disconnects (so the supervisor restarts a
 whole, healthy worker), with ``EXIT_BROWSER_LOST`` after telling each running task
 what died, and on SIGTERM, after closing its browser. It logs at
-``settings.blastai_log_level`` and loads ``settings.secrets_file_path`` once at start;
-secret values are redacted from its log output.
+``settings.blastai_log_level`` to stderr and ``settings.logs_dir``/worker-<id>.log
+(``logsetup.py``) and loads ``settings.secrets_file_path`` once at start; secret values
+are redacted from its log output.
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ import uvloop
 from playwright.async_api import async_playwright
 
 from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
-from ..agent.secrets import Secrets, install_log_redaction
+from ..agent.secrets import Secrets
 from ..chromium import CHROMIUM_ARGS, find_chromium
 from ..config import Config, load_config
 from ..extraction import ExtractionPool
 from ..llm import LLM
+from ..logsetup import setup_logging
 from ..procutil import die_with_parent
 from .contexts import IdleContexts
+from .egress import Egress
 from .exits import EXIT_BROWSER_LOST
 from .navigation import UrlPolicy
 from .navigation import install as install_policy
@@ -38,9 +41,8 @@ from .service import WorkerService
 log = logging.getLogger("blast_grpc.worker")
 
 
-async def serve(worker_id: str, address: str, config: Config, broker_address: str | None) -> int:
-    secrets = Secrets.load(config.settings.secrets_file_path)
-    install_log_redaction(secrets)
+async def serve(worker_id: str, address: str, config: Config, broker_address: str | None,
+                secrets: Secrets) -> int:
     chromium = find_chromium(config.settings.local_browser_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -73,8 +75,9 @@ async def serve(worker_id: str, address: str, config: Config, broker_address: st
             # first extraction simply shares the executor that is starting.
             warmup = asyncio.create_task(extraction.start(), name="extraction-warmup")
         policy = UrlPolicy.from_config(config)
+        egress = Egress(policy)
         idle = IdleContexts(browser, config.settings.warm_contexts, config.settings.context_keep_alive_s,
-                            lambda ctx: install_policy(ctx, policy))
+                            lambda ctx, refusals: install_policy(ctx, policy, refusals), egress)
         idle.start()
         server = grpc.aio.server()
         service = WorkerService(worker_id, config, browser, llm, idle, policy, broker, extraction, secrets)
@@ -86,6 +89,7 @@ async def serve(worker_id: str, address: str, config: Config, broker_address: st
         await stop.wait()
         await server.stop(grace=1.0)
         await idle.close()
+        await egress.close()  # the proxies of contexts still open (their browser closes below)
         if warmup is not None:
             warmup.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -109,9 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     die_with_parent()
     config = load_config(args.config)
-    logging.basicConfig(level=config.settings.blastai_log_level.upper(),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
-    return uvloop.run(serve(args.worker_id, args.address, config, args.broker))
+    secrets = setup_logging(config.settings, f"worker-{args.worker_id}")
+    return uvloop.run(serve(args.worker_id, args.address, config, args.broker, secrets))
 
 
 if __name__ == "__main__":

@@ -174,7 +174,8 @@ class WorkerService(wgrpc.WorkerServiceServicer):
             flush_usage()
             queue.put_nowait(wpb.RunTaskResponse(plan=pb.TaskPlan(text=text)))
 
-        session = BrowserSession(self.idle.new_context, task_id, self.contexts, self.config.settings.action_timeout_s)
+        session = BrowserSession(self.idle.new_context, task_id, self.contexts, self.config.settings.action_timeout_s,
+                                 self.idle.refusals)
         self.sessions[task_id] = session
         broker = (GrpcBroker(self.broker, task_id, session)
                   if self.broker is not None and request.may_launch_subtasks else None)

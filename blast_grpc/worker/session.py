@@ -6,7 +6,8 @@ memory), and on resume a fresh context gets the state back and reopens the URL.
 That is what lets a parent give its slot to the subtasks it waits for.
 
 While the session holds a context, a ``PageGuard`` answers the page's dialogs,
-closes popup windows and refuses downloads; ``take_notes`` says what it did.
+closes popup windows, refuses downloads and explains refused navigations (from the
+context's ``Refusals``); ``take_notes`` says what it did.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 from playwright.async_api import BrowserContext, Page
 
 from .guard import PageGuard
+from .navigation import Refusals
 
 
 class BrowserSession:
     def __init__(self, make_context: Callable[[Any], Awaitable[BrowserContext]], task_id: str,
-                 registry: dict[str, BrowserContext], nav_timeout_s: float) -> None:
+                 registry: dict[str, BrowserContext], nav_timeout_s: float,
+                 refusals: Callable[[BrowserContext], Refusals | None] = lambda ctx: None) -> None:
         self._make_context = make_context  # storage_state (or None) -> a new context with one page
+        self._refusals = refusals  # a context -> what the URL policy refused in it
         self.task_id = task_id
         self._registry = registry  # the worker's open contexts, by task id (what GetStatus reports)
         self._nav_timeout_s = nav_timeout_s
@@ -49,7 +53,7 @@ class BrowserSession:
         for extra in context.pages[1:]:  # a kept context may still hold a popup from before
             with contextlib.suppress(Exception):
                 await extra.close()
-        self._guard = PageGuard(context, lambda: self._page, self._nav_timeout_s)
+        self._guard = PageGuard(context, lambda: self._page, self._nav_timeout_s, self._refusals(context))
 
     def take_notes(self) -> list[str]:
         """What the guard did since the last call (dialogs answered, popups closed, downloads refused)."""

@@ -55,7 +55,7 @@ def start_gateway(grpc_address: str, workdir: Path, name: str, settings: dict[st
     inherited from the test run's environment (only what ``env`` adds), so each gateway's keys
     are its config's."""
     config = workdir / f"{name}.yaml"
-    config.write_text(yaml.safe_dump({"settings": {"api_keys": [], **(settings or {})}}))
+    config.write_text(yaml.safe_dump({"settings": {"api_keys": [], "logs_dir": None, **(settings or {})}}))
     ready = workdir / f"{name}.ready.json"
     log = workdir / f"{name}.log"
     environ = {k: v for k, v in os.environ.items() if k not in ("BLAST_API_KEYS", "BLAST_API_KEY")}

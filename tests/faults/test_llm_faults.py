@@ -19,9 +19,10 @@ from blast_grpc import Engine
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 from blast_grpc.demo_site.facts import GORILLAS
 from blast_grpc.demo_site.server import DemoSite
+from blast_grpc.sim.faults import HUGE_ANSWER_BYTES
 
 from ..conftest import Sim, engine_overrides
-from .conftest import NO_HANG_S, STRICT, StrictEngine, now, wait_for
+from .conftest import NO_HANG_S, STRICT, StrictEngine, now, wait_for, watch_all
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
 
@@ -88,6 +89,39 @@ async def test_garbage_from_the_model_again_and_again_fails_the_task(strict: Str
     assert done.state == pb.TASK_STATE_FAILED
     assert done.error.startswith("the model made 3 unusable tool calls in step 1: " + problem), done.error
     assert clean_sim.stats()["faults_injected"] == {fault: 3}
+
+
+async def restarts(strict: StrictEngine) -> list[int]:
+    return [w.restarts for w in (await strict.client.metrics()).workers]
+
+
+async def test_a_5mb_answer_fails_the_task_at_once_and_the_worker_carries_on(strict: StrictEngine, clean_sim: Sim,
+                                                                            site: DemoSite) -> None:
+    before = await restarts(strict)
+    clean_sim.inject("huge_answer", model=MODEL)
+    done = await run_bounded(strict, "Say hello")
+    assert done.state == pb.TASK_STATE_FAILED
+    size = int(done.error.split(" sent a ")[-1].split("-byte")[0].replace(",", ""))
+    assert HUGE_ANSWER_BYTES < size < HUGE_ANSWER_BYTES + 2000, done.error  # the whole body, JSON and all
+    assert done.error == (f"the model {MODEL} at {clean_sim.base_url} sent a {size:,}-byte answer; answers over "
+                          "settings.llm_max_answer_bytes = 1,048,576 bytes are refused")
+    stats = clean_sim.stats()
+    assert stats["faults_injected"] == {"huge_answer": 1} and stats["by_kind"]["agent"] == 1, stats  # not retried
+    assert len(await watch_all(strict.client, done.task_id)) < 10  # one attempt: no worker restart, no rerun
+    # The worker channel survived: same worker, no restart, and the next task completes there.
+    assert await restarts(strict) == before
+    again = await run_bounded(strict, gorilla(site, "Asia"))
+    assert again.state == pb.TASK_STATE_COMPLETED and again.success, again.error
+
+
+async def test_a_non_json_answer_names_the_model_and_endpoint(strict: StrictEngine, clean_sim: Sim) -> None:
+    clean_sim.inject("non_json", model=MODEL)
+    done = await run_bounded(strict, "Say hello")
+    assert done.state == pb.TASK_STATE_FAILED
+    assert done.error.startswith(f"the model {MODEL} at {clean_sim.base_url} returned a non-JSON body (HTTP 200, "
+                                 "text/html"), done.error
+    assert "not a chat completion: '<!DOCTYPE html>" in done.error and "internal error" not in done.error
+    assert clean_sim.stats()["requests_total"] == 1
 
 
 def httpx_pending(sim: Sim) -> list[dict[str, str]]:

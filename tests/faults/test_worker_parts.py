@@ -32,6 +32,8 @@ from blast_grpc.extraction import cleanup_blocks
 from blast_grpc.extraction.blocks import create_block, release_block
 from blast_grpc.llm import LLM, LLMUnavailable, UsageMeter
 from blast_grpc.worker.contexts import IdleContexts
+from blast_grpc.worker.egress import Egress
+from blast_grpc.worker.navigation import UrlPolicy
 from blast_grpc.worker.session import BrowserSession
 
 from .conftest import now, wait_for
@@ -49,14 +51,19 @@ async def browser() -> AsyncIterator[Browser]:
             await b.close()
 
 
-async def _noop(_: object) -> None:
+async def _noop(*_: object) -> None:
     return None
+
+
+def _egress() -> Egress:
+    """The worker's egress proxies, with the demo site (on 127.0.0.1) allowed."""
+    return Egress(UrlPolicy(None, allow_loopback=True, allow_link_local=False))
 
 
 @pytest_asyncio.fixture
 async def session(browser: Browser) -> AsyncIterator[BrowserSession]:
     """A task's session as the worker makes it: a fresh context (downloads off, popups blocked), guarded."""
-    idle = IdleContexts(browser, warm=0, keep_alive_s=0, prepare=_noop)
+    idle = IdleContexts(browser, warm=0, keep_alive_s=0, prepare=_noop, egress=_egress())
     registry: dict[str, BrowserContext] = {}
     s = BrowserSession(idle.new_context, "task_guard", registry, nav_timeout_s=3)
     await s.open()
@@ -64,6 +71,7 @@ async def session(browser: Browser) -> AsyncIterator[BrowserSession]:
         yield s
     finally:
         await s.close()
+        await idle.egress.close()
         assert registry == {}
 
 
@@ -109,7 +117,7 @@ async def test_reading_a_page_whose_navigation_hangs_returns_in_time(session: Br
 
 @pytest.mark.asyncio
 async def test_detach_then_close_is_clean(browser: Browser) -> None:
-    idle = IdleContexts(browser, warm=0, keep_alive_s=0, prepare=_noop)
+    idle = IdleContexts(browser, warm=0, keep_alive_s=0, prepare=_noop, egress=_egress())
     registry: dict[str, BrowserContext] = {}
     s = BrowserSession(idle.new_context, "task_detach", registry, nav_timeout_s=3)
     await s.open()
@@ -118,6 +126,8 @@ async def test_detach_then_close_is_clean(browser: Browser) -> None:
     assert ctx is not None and registry == {}
     await s.close()  # nothing left to close: no error (it used to raise KeyError)
     await ctx.close()
+    await idle.egress.close()
+    assert idle.egress.open_count == 0
 
 
 @contextlib.asynccontextmanager

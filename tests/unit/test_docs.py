@@ -37,3 +37,19 @@ def test_every_key_is_in_config_yaml_with_its_default() -> None:
             assert isinstance(node, dict) and part in node, f"config.yaml lacks {key}"
             node = node[part]
     assert config_from_dict(raw) == Config()
+
+
+def test_docs_link_only_to_files_in_the_repository() -> None:
+    """A clone has nothing outside the repository: every relative link resolves inside it."""
+    import re
+
+    broken = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "gateway" / "README.md"]:
+        for target in re.findall(r"\]\(([^)#\s]+)", doc.read_text()):
+            if re.match(r"^[a-z]+://", target):
+                continue
+            path = (doc.parent / target).resolve()
+            if not path.is_relative_to(ROOT) or not path.exists():
+                broken.append(f"{doc.relative_to(ROOT)} -> {target}")
+    assert not broken, f"links outside the repository or to missing files: {broken}"
+    assert (ROOT / "docs" / "architecture.md").exists()
