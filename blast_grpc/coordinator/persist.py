@@ -60,6 +60,13 @@ CREATE TABLE IF NOT EXISTS task_events (task_id TEXT NOT NULL, seq INTEGER NOT N
                                         PRIMARY KEY (task_id, seq)) WITHOUT ROWID;
 """
 
+SCHEMA_VERSION = 2  # PRAGMA user_version; 0 is a new file or the one-row-per-task format (migrated)
+
+
+class TaskDatabaseError(RuntimeError):
+    """The task database file cannot be used by this engine (the message names the file)."""
+
+
 _Record = tuple[str, int, str, float | None, bytes, bytes]
 # The spec never changes: written with the first row, left alone by every later update.
 _UPSERT = """INSERT INTO task_records VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (task_id) DO UPDATE
@@ -108,9 +115,15 @@ class TaskDatabase:
         db.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: a commit survives the process dying (not a power cut), without an fsync each.
         db.execute("PRAGMA synchronous=NORMAL")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            db.close()
+            raise TaskDatabaseError(f"{self.path} (settings.task_db_path) has schema version {version}; this engine "
+                                    f"reads version {SCHEMA_VERSION}: move the file away or use a matching engine")
         db.executescript(_SCHEMA)
         self._db = db
         self._migrate()
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _migrate(self) -> None:
         """Move the tasks of the earlier one-row-per-task format (``tasks``) into the two tables."""

@@ -14,7 +14,7 @@ import pytest
 
 from blast_grpc._proto.blast.coordinator.v1 import state_pb2 as spb
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
-from blast_grpc.coordinator.persist import REQUEUED, RESTARTED, TaskDatabase
+from blast_grpc.coordinator.persist import REQUEUED, RESTARTED, TaskDatabase, TaskDatabaseError
 from blast_grpc.coordinator.tasks import TaskRecord, TaskStore
 from blast_grpc.supervise import TaskSet
 
@@ -157,3 +157,11 @@ async def test_the_old_one_row_per_task_format_is_moved_over(tmp_path: Path) -> 
     assert rec is not None and not interrupted and rec.result == "kept"
     assert [e.SerializeToString() for e in await _drained(rec)] == [e.SerializeToString() for e in events]
     await db.close()
+
+
+async def test_a_database_of_another_schema_version_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "future.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 7")
+    with pytest.raises(TaskDatabaseError, match=r"future\.sqlite .*task_db_path.* schema version 7"):
+        TaskDatabase(path, TaskSet())
