@@ -97,7 +97,11 @@ class TaskDatabase:
         self.tasks = tasks if tasks is not None else TaskSet()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="task-db")
         self._db: sqlite3.Connection | None = None
-        self._pool.submit(self._open).result()
+        try:
+            self._pool.submit(self._open).result()
+        except BaseException:
+            self._pool.shutdown(wait=True)
+            raise
         self._dirty: dict[str, TaskRecord] = {}
         self._known: set[str] = set()  # tasks that have a row (their spec is written)
         self._events: list[tuple[TaskRecord, pb.TaskEvent]] = []
