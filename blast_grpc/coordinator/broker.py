@@ -8,6 +8,7 @@ parent's agent is cancelled, the worker's call is cancelled and so is the wait.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import NoReturn
 
 import grpc
@@ -21,6 +22,8 @@ from .launch import Launcher, ParentEnded
 from .scheduler import Scheduler
 from .service import initial_url_problem
 from .tasks import TaskRecord, TaskStore
+
+log = logging.getLogger("blast_grpc.broker")
 
 
 async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
@@ -85,6 +88,8 @@ class TaskBroker(wgrpc.TaskBrokerServiceServicer):
 
     async def AwaitBudget(self, request: wpb.AwaitBudgetRequest,
                           context: grpc.aio.ServicerContext) -> wpb.AwaitBudgetResponse:
+        # Workers ask only while a cost limit is set (constraints.max_cost_per_minute / _hour).
+        log.debug("AwaitBudget for task %s", request.task_id)
         waited = 0.0
         told = False
         while True:
