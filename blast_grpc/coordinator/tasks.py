@@ -198,7 +198,7 @@ class TaskRecord:
                 i += 1
             if self.done and i >= len(self.events):
                 return
-            if stop():
+            if stop() and not self.done:  # an ended task's last events are on their way: wait for them
                 return
             await changed.wait()
 

@@ -165,3 +165,28 @@ async def test_a_database_of_another_schema_version_is_refused_by_name(tmp_path:
         conn.execute("PRAGMA user_version = 7")
     with pytest.raises(TaskDatabaseError, match=r"future\.sqlite .*task_db_path.* schema version 7"):
         TaskDatabase(path, TaskSet())
+
+
+async def test_a_stopped_watch_still_gets_the_end_of_a_task_that_ended(tmp_path: Path) -> None:
+    # The engine stops its watches while the terminal event of a task is still being written:
+    # the watch of that (ended) task waits for it; the watch of an unfinished task ends.
+    db, store, _ = await _open(tmp_path / "t.sqlite")
+    ended, waiting = store.new(_spec("ended")), store.new(_spec("waiting"))
+    for rec in (ended, waiting):
+        rec.emit(scheduled=pb.TaskScheduled())
+    stopping = False
+    seen: dict[str, list[str]] = {}
+
+    async def follow(rec: TaskRecord) -> None:
+        seen[rec.task_id] = [ev.WhichOneof("kind") or "" async for ev in rec.watch(stop=lambda: stopping)]
+
+    watches = [asyncio.ensure_future(follow(r)) for r in (ended, waiting)]
+    await asyncio.sleep(0)
+    ended.finish(pb.TASK_STATE_COMPLETED, result="ok", success=True)  # not written yet
+    stopping = True
+    for rec in (ended, waiting):
+        rec.interrupt()
+    await asyncio.wait_for(asyncio.gather(*watches), 30)
+    assert seen[ended.task_id] == ["scheduled", "completed"]
+    assert not waiting.done and seen[waiting.task_id] in ([], ["scheduled"])
+    await db.close()
