@@ -97,6 +97,11 @@ class Settings(_Strict):
     api_keys: list[str] = Field(default_factory=list)
     # The coordinator accepts gRPC messages up to 8 MiB; a larger HTTP body could not pass through.
     max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=8 * 1024 * 1024)
+    # Slow clients: a request's headers must arrive within gateway_header_timeout_s, and its
+    # body may pause at most gateway_body_timeout_s; at most gateway_max_connections are open.
+    gateway_header_timeout_s: float = Field(10.0, gt=0)
+    gateway_body_timeout_s: float = Field(30.0, gt=0)
+    gateway_max_connections: int = Field(800, ge=4)
     # agent loop
     max_steps: int = Field(25, ge=1, le=500)
     step_timeout_s: float = Field(60.0, gt=0)
@@ -112,6 +117,10 @@ class Settings(_Strict):
     cache_plans: bool = True
     cache_path: str = "blast-cache/cache.sqlite"
     task_db_path: str | None = "blast-state/tasks.sqlite"
+    # Finished task trees are forgotten (memory and task database) after this long, or when
+    # there are more records than max_task_records (oldest first).
+    task_retention_s: float = Field(7 * 24 * 3600.0, gt=0)
+    max_task_records: int = Field(100_000, ge=1)
     max_queued_tasks: int = Field(1000, ge=1)
     allow_loopback: bool = False
     allow_link_local: bool = False

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any, Generator
 
 import uvicorn
+
+log = logging.getLogger("blast_grpc.http")
+STOP_TIMEOUT_S = 5.0
 
 
 class _QuietServer(uvicorn.Server):
@@ -43,6 +47,10 @@ class EmbeddedServer:
         if self._task is None:
             return
         self._server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(self._task, 5)
-        self._task = None
+        task, self._task = self._task, None
+        try:
+            await asyncio.wait_for(task, STOP_TIMEOUT_S)
+        except TimeoutError:  # wait_for cancelled it: connections that would not close
+            log.warning("the HTTP server on port %d did not stop within %gs; cancelled", self.port, STOP_TIMEOUT_S)
+        except Exception:  # its own failure: say so, the owner is stopping anyway
+            log.exception("the HTTP server on port %d failed while stopping", self.port)

@@ -33,7 +33,7 @@ from blast_grpc.config import Constraints, model_name
 from . import chat, openapi, responses
 from .backend import Backend
 from .errors import ApiError, from_grpc
-from .middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from .middleware import ApiKeyMiddleware, BodyLimitMiddleware, ShutdownMiddleware
 from .state import GatewayState, json_response, state
 
 log = logging.getLogger("gateway")
@@ -174,6 +174,7 @@ def create_app(grpc_address: str, api_keys: Iterable[str] = (), max_request_byte
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(ShutdownMiddleware),  # outermost: it knows whether any response has started
             Middleware(ApiKeyMiddleware, keys=keys, drain_limit=max_request_bytes),
             Middleware(BodyLimitMiddleware, limit=max_request_bytes),
         ],

@@ -7,8 +7,9 @@
 
 From the config (default: the repository's ``config.yaml``) it reads
 ``settings.api_keys``, ``settings.max_request_bytes``, ``settings.gateway_host`` and
-``settings.server_port`` (the defaults of ``--host`` and ``--port``), and the models
-``/v1/models`` lists. API keys may also come from the ``BLAST_API_KEYS`` environment
+``settings.server_port`` (the defaults of ``--host`` and ``--port``), the slow-client
+limits ``settings.gateway_header_timeout_s``, ``gateway_body_timeout_s`` and
+``gateway_max_connections`` (``slow_clients.py``), and the models ``/v1/models`` lists. API keys may also come from the ``BLAST_API_KEYS`` environment
 variable (comma-separated), in addition to ``settings.api_keys``; keys are never logged.
 The coordinator checks the same keys on its gRPC API, so the gateway calls it with
 ``BLAST_API_KEY`` if that is set, otherwise with the first of its own keys.
@@ -25,6 +26,7 @@ import argparse
 import contextlib
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -39,6 +41,7 @@ from blast_grpc.logsetup import setup_logging
 from blast_grpc.procutil import write_ready_file
 
 from .app import configured_models, create_app
+from .slow_clients import guarded_protocol
 
 log = logging.getLogger("gateway")
 
@@ -96,6 +99,18 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def _raise_file_limit(connections: int) -> None:
+    """Raise the soft open-file limit to the hard one: each connection is a descriptor, and
+    running out of them is what made ``/healthz`` fail under many slow clients."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > soft):
+        soft = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft != resource.RLIM_INFINITY and connections + 100 > soft:
+        log.warning("settings.gateway_max_connections = %d is close to the open-file limit (%d): the gateway may "
+                    "run out of descriptors before it reaches the cap", connections, soft)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the gateway until SIGTERM/SIGINT; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -123,8 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     log.info("%d API key(s) configured", len(keys))
     if not keys and not is_loopback(sock.getsockname()[0]):
         print(open_bind_warning(url), file=sys.stderr, flush=True)
+    _raise_file_limit(s.gateway_max_connections)
+    protocol = guarded_protocol(s.gateway_header_timeout_s, s.gateway_body_timeout_s, s.gateway_max_connections)
     uv_config = uvicorn.Config(app, log_level=level.lower(), lifespan="on", access_log=level == "DEBUG",
-                               timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, log_config=None)
+                               timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, log_config=None, http=protocol)
 
     def started() -> None:
         log.info("gateway listening on %s", url)

@@ -1,12 +1,13 @@
-"""ASGI middleware: bearer API keys and the request body limit.
+"""ASGI middleware: bearer API keys, the request body limit, and answers cut off by shutdown.
 
-Both are plain ASGI (not ``BaseHTTPMiddleware``) so streamed responses and the
+All are plain ASGI (not ``BaseHTTPMiddleware``) so streamed responses and the
 disconnect signal pass through untouched. Keys are compared in constant time and
 never logged or echoed.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -87,6 +88,40 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, counted, send)
+
+
+class ShutdownMiddleware:
+    """When the server gives up waiting for a request at shutdown (uvicorn cancels it after its
+    graceful timeout), answer 503 in OpenAI's shape instead of uvicorn's plain-text 500.
+
+    The task behind the request is not cancelled: it runs on in the engine, and a client can
+    read its outcome later (``GET /v1/responses/resp_<task id>``)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:
+            if not started:
+                err = ApiError(503, "The gateway is shutting down and stopped waiting for this request before its "
+                               "task ended; the task goes on in the engine. Retry shortly.", type="server_error",
+                               code="gateway_shutting_down")
+                response = err.response()
+                response.headers["connection"] = "close"
+                await response(scope, receive, send)
+            raise
 
 
 async def _drain(receive: Receive, limit: int) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import AsyncIterator, Awaitable, Callable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -69,15 +69,12 @@ class EventStream:
             # Also reached when the server cancels us on shutdown: stop both, cancel nothing.
             for t in (pump, gone):
                 t.cancel()
-            for t in (pump, gone):
-                with contextlib.suppress(BaseException):
-                    await t
+            await _settle(pump, "the event stream")
+            await _settle(gone, "the disconnect watch")
         finished = pump.done() and not pump.cancelled()
         if finished or not gone.done() or gone.cancelled():
-            if finished and pump.exception() is not None:
-                # The frame producers report engine errors in-band; this is a bug. End the body
-                # cleanly anyway: a client sees a stream without a terminal event.
-                log.error("event stream failed", exc_info=pump.exception())
+            # A failed pump (the frame producers report engine errors in-band, so a bug) was
+            # logged by _settle; end the body cleanly anyway: the client sees no terminal event.
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         if self.on_disconnect is not None:
@@ -103,6 +100,17 @@ class EventStream:
                 await beater
 
 
+async def _settle(task: asyncio.Future[Any], what: str) -> None:
+    """Wait for a task we cancelled (or that ended). Its cancellation is expected; an error it
+    ended with is a bug nobody else will see, so it is logged with its traceback."""
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception:
+        log.exception("%s failed", what)
+
+
 class ClientGone(Exception):
     """The client disconnected before the reply was ready."""
 
@@ -119,12 +127,10 @@ async def run_unless_disconnected(request: Request, work: Awaitable[T],
         for t in (job, gone):
             if not t.done():
                 t.cancel()
-        with contextlib.suppress(BaseException):
-            await gone
+        await _settle(gone, "the disconnect watch")
     if job.done() and not job.cancelled():
         return job.result()
-    with contextlib.suppress(BaseException):
-        await job
+    await _settle(job, "the request's work")
     if on_disconnect is not None:
         await on_disconnect()
     raise ClientGone()

@@ -16,7 +16,9 @@ carries a JPEG screenshot with the element numbers drawn on it (an ``image_url``
 Every wait has a deadline: reading the page ``settings.action_timeout_s``; the model
 call and each browser action ``settings.step_timeout_s`` (a model that misses it
 ``MAX_SILENT_STEPS`` steps in a row fails the task; one LLM request is bounded in
-``llm.py``); waiting for subtasks ``settings.subtask_wait_timeout_s``. What the engine
+``llm.py``); waiting for subtasks ``settings.subtask_wait_timeout_s``. The wait for the
+cost budget (``gate``) comes before a step's deadline starts, not inside it: a long
+refill is reported by the coordinator as a ``waiting`` event, not as a silent model. What the engine
 did on the page's behalf (a dialog dismissed, a popup closed, a download refused) is
 appended to the tool result of the action during which it happened, or shown as a
 ``NOTE:`` of the next observation. With secrets, everything the model sees and every
@@ -115,16 +117,15 @@ class Agent:
         self.tools = browser_tools(upload) + (list(SUBTASK_TOOLS) if self.broker is not None else [])
 
     async def _extract(self, page: Page, query: str) -> tuple[str, str]:
+        """Read the page for ``query`` (the budget gate was passed before the step's deadline)."""
         text = self.secrets.redact(await page_text(page, self.config.settings.action_timeout_s))
         if self.extractor is not None:
-            if self.gate is not None:
-                await self.gate()
             return await self.extractor(text, query)
         msgs = [
             {"role": "system", "content": EXTRACT_PROMPT},
             {"role": "user", "content": f"QUERY: {query}\nCONTENT:\n{text}"},
         ]
-        reply = await self.llm.chat(self.config.constraints.llm_model_mini, msgs, self.meter, gate=self.gate)
+        reply = await self.llm.chat(self.config.constraints.llm_model_mini, msgs, self.meter)
         return (reply.content or "").strip(), json.dumps({"chunks": 1, "chars": len(text)})
 
     async def run(self, session: HasPage, task: str, initial_url: str = "",
@@ -159,6 +160,8 @@ class Agent:
             obs = await self._observe(session)
             browser.seen = obs
             replayed = replayer.next(number, obs)
+            if replayed is None and self.gate is not None:
+                await self.gate()  # outside the step deadline: waiting for budget is not the model's silence
             t_decide = time.monotonic()
             try:
                 async with asyncio.timeout(s.step_timeout_s):
@@ -231,6 +234,8 @@ class Agent:
                     return await run_subtask_tool(self.broker, action), ""
             except TimeoutError:
                 return f"Error: subtasks did not finish within {s.subtask_wait_timeout_s}s", ""
+        if action.name == "extract_content" and self.gate is not None:
+            await self.gate()  # before the action's deadline, as for the step's model call
         try:
             async with asyncio.timeout(s.step_timeout_s):
                 if action.name == "extract_content":
@@ -253,10 +258,11 @@ class Agent:
             {"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": image}}]
         corrections: list[dict[str, Any]] = []
         problem = ""
-        for _ in range(MAX_BAD_CALLS_PER_STEP):
+        for attempt in range(MAX_BAD_CALLS_PER_STEP):
             msgs = history + corrections + [{"role": "user", "content": obs}]
+            # The step's first call passed the gate before the deadline (run); corrections ask again.
             reply = await self.llm.chat(self.config.constraints.llm_model, msgs, self.meter, tools=self.tools,
-                                        gate=self.gate)
+                                        gate=self.gate if attempt else None)
             thought = (reply.content or "").strip()
             calls = [c for c in (reply.tool_calls or []) if isinstance(c, ChatCompletionMessageFunctionToolCall)]
             if not calls:

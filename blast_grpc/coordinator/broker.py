@@ -8,6 +8,7 @@ parent's agent is cancelled, the worker's call is cancelled and so is the wait.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import NoReturn
 
 import grpc
@@ -17,10 +18,12 @@ from .._proto.blast.worker.v1 import worker_pb2 as wpb
 from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
 from ..config import Config
 from .budget import Budget
-from .launch import Launcher
+from .launch import Launcher, ParentEnded
 from .scheduler import Scheduler
 from .service import initial_url_problem
 from .tasks import TaskRecord, TaskStore
+
+log = logging.getLogger("blast_grpc.broker")
 
 
 async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
@@ -29,7 +32,7 @@ async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, messa
 
 
 async def _ended(rec: TaskRecord) -> TaskRecord:
-    async for _ in rec.watch(len(rec.events) + 1):
+    async for _ in rec.watch(rec.last_seq + 1):
         pass
     return rec
 
@@ -77,11 +80,16 @@ class TaskBroker(wgrpc.TaskBrokerServiceServicer):
         if problem:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
         copies = self.launcher.copies_allowed(request.num_copies)
-        rec = self.launcher.launch(request.spec, parent, copies)
+        try:
+            rec = await self.launcher.launch(request.spec, parent, copies)
+        except ParentEnded as exc:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return wpb.LaunchSubtaskResponse(task_id=rec.task_id, copies=copies)
 
     async def AwaitBudget(self, request: wpb.AwaitBudgetRequest,
                           context: grpc.aio.ServicerContext) -> wpb.AwaitBudgetResponse:
+        # Workers ask only while a cost limit is set (constraints.max_cost_per_minute / _hour).
+        log.debug("AwaitBudget for task %s", request.task_id)
         waited = 0.0
         told = False
         while True:

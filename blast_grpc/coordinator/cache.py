@@ -13,16 +13,23 @@ follow-up never gets the answer to a different conversation.
   that no longer fits the page ("no-cache-plan", "no-store-plan").
 
 The file lives at ``settings.cache_path``; without ``settings.persist_cache`` it is
-emptied at start-up.
+emptied at start-up. Every SQLite call runs on the cache's own thread (the one
+connection lives there), never on the coordinator's event loop: a look-up is awaited,
+a write is queued behind the look-ups and a failed write is logged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 import sqlite3
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+
+log = logging.getLogger("blast_grpc.cache")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, result TEXT NOT NULL, created REAL NOT NULL);
@@ -42,23 +49,63 @@ class Cache:
         if not persist:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None)  # autocommit; one writer: us
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-db")
+        self._db: sqlite3.Connection | None = None
+        self._closing = False
+        self._pool.submit(self._open).result()
+
+    # --- the cache thread ------------------------------------------------------
+    def _open(self) -> None:
+        self._db = sqlite3.connect(self.path, isolation_level=None)  # autocommit; one writer: this thread
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
 
-    def get_result(self, key: str) -> str | None:
-        row = self._db.execute("SELECT result FROM results WHERE key = ?", (key,)).fetchone()
+    def _get(self, table: str, key: str) -> str | None:
+        assert self._db is not None
+        column = "result" if table == "results" else "plan"
+        row = self._db.execute(f"SELECT {column} FROM {table} WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
+
+    def _put(self, table: str, key: str, value: str) -> None:
+        assert self._db is not None
+        self._db.execute(f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?)", (key, value, time.time()))
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # --- the event loop --------------------------------------------------------
+    async def get_result(self, key: str) -> str | None:
+        return await asyncio.wrap_future(self._pool.submit(self._get, "results", key))
+
+    async def get_plan(self, key: str) -> str | None:
+        return await asyncio.wrap_future(self._pool.submit(self._get, "plans", key))
 
     def put_result(self, key: str, result: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", (key, result, time.time()))
-
-    def get_plan(self, key: str) -> str | None:
-        row = self._db.execute("SELECT plan FROM plans WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+        self._queue_put("results", key, result)
 
     def put_plan(self, key: str, plan: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO plans VALUES (?, ?, ?)", (key, plan, time.time()))
+        self._queue_put("plans", key, plan)
 
-    def close(self) -> None:
-        self._db.close()
+    def _queue_put(self, table: str, key: str, value: str) -> None:
+        try:
+            fut = self._pool.submit(self._put, table, key, value)
+        except RuntimeError:  # closed: the engine is stopping; the entry is only an optimisation
+            log.warning("cache closed; not storing a %s entry", table[:-1])
+            return
+        fut.add_done_callback(self._put_done)
+
+    @staticmethod
+    def _put_done(fut: Future[None]) -> None:
+        exc = fut.exception()
+        if exc is not None:
+            log.error("could not write to the cache", exc_info=exc)
+
+    async def close(self) -> None:
+        """Finish queued writes and close the file; idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        await asyncio.wrap_future(self._pool.submit(self._close))
+        self._pool.shutdown(wait=True)

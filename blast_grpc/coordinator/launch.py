@@ -11,6 +11,9 @@ never runs itself: it is a record with N racing copies as children::
 
 Whenever a task ends, its unfinished children are cancelled: nothing outlives the
 task that started it.
+
+The cache is read (on its own thread) before the record is made, so a new task is
+created and queued in one step of the event loop.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from ..config import Config
 from .cache import Cache, lineage_key
 from .scheduler import Scheduler
 from .tasks import TaskRecord, TaskStore
+
+
+class ParentEnded(Exception):
+    """A subtask was asked for by a task that has ended."""
 
 
 class Launcher:
@@ -40,7 +47,10 @@ class Launcher:
             return 1
         return min(requested, c.first_of_n_num_copies)
 
-    def launch(self, spec: pb.TaskSpec, parent: TaskRecord | None = None, copies: int = 1) -> TaskRecord:
+    async def launch(self, spec: pb.TaskSpec, parent: TaskRecord | None = None, copies: int = 1) -> TaskRecord:
+        hit, plan, key = await self._look_up(spec)
+        if parent is not None and parent.done:  # it ended while the cache was read
+            raise ParentEnded(f"task {parent.task_id} already ended")
         rec = self.store.new(spec, parent)
         rec.on_done.append(self._end_children)
         previous = self.store.get(spec.previous_task_id) if spec.previous_task_id else None
@@ -48,7 +58,7 @@ class Launcher:
             rec.prefer_worker = previous.worker_id
         if parent is not None:
             parent.emit(subtask_launched=pb.SubtaskLaunched(subtask_id=rec.task_id, description=spec.description))
-        if self._from_cache(rec):
+        if self._from_cache(rec, hit, plan, key):
             return rec
         if copies <= 1:
             self.scheduler.submit(rec)
@@ -63,22 +73,39 @@ class Launcher:
             self.scheduler.submit(copy)
         return rec
 
-    def _from_cache(self, rec: TaskRecord) -> bool:
+    def resume(self, rec: TaskRecord) -> None:
+        """Queue a task restored from the task database that never started (no cache look-up:
+        it was looked up when it was first submitted)."""
+        rec.on_done.append(self._end_children)
+        self.scheduler.submit(rec)
+
+    async def _look_up(self, spec: pb.TaskSpec) -> tuple[str | None, str, str]:
+        """(cached result, plan to replay, lineage key) for a task about to be created."""
+        if self.cache is None:
+            return None, "", ""
+        s, directives = self.config.settings, set(spec.cache_control)
+        earlier = self.store.lineage(TaskRecord(task_id="", spec=spec))
+        key = lineage_key([(r.spec.description, r.spec.initial_url) for r in earlier]
+                          + [(spec.description, spec.initial_url)])
+        hit = None
+        if s.cache_results and "no-cache" not in directives:
+            hit = await self.cache.get_result(key)
+        plan = ""
+        if hit is None and s.cache_plans and "no-cache-plan" not in directives:
+            plan = await self.cache.get_plan(key) or ""
+        return hit, plan, key
+
+    def _from_cache(self, rec: TaskRecord, hit: str | None, plan: str, key: str) -> bool:
         """Answer from the result cache, or attach a plan to replay; arrange to record the run."""
         if self.cache is None:
             return False
-        s, directives = self.config.settings, set(rec.spec.cache_control)
-        turns = [(r.spec.description, r.spec.initial_url) for r in [*self.store.lineage(rec), rec]]
-        rec.cache_key = lineage_key(turns)
-        if s.cache_results and "no-cache" not in directives:
-            hit = self.cache.get_result(rec.cache_key)
-            if hit is not None:
-                rec.cached = True
-                rec.emit(scheduled=pb.TaskScheduled())
-                rec.finish(pb.TASK_STATE_COMPLETED, result=hit, success=True)
-                return True
-        if s.cache_plans and "no-cache-plan" not in directives:
-            rec.replay_plan = self.cache.get_plan(rec.cache_key) or ""
+        rec.cache_key = key
+        if hit is not None:
+            rec.cached = True
+            rec.emit(scheduled=pb.TaskScheduled())
+            rec.finish(pb.TASK_STATE_COMPLETED, result=hit, success=True)
+            return True
+        rec.replay_plan = plan
         rec.on_done.append(self._record)
         return False
 

@@ -8,6 +8,15 @@ Cancelling that task cancels the call, which makes the worker close the context.
 If the worker dies mid-task the task goes back to the front of the queue, to run on
 another worker when one is free, up to ``settings.task_retries_on_worker_death``
 times; after that it fails with a reason naming the worker and how it died.
+
+Draining (SIGTERM): ``close_admission`` stops new top-level tasks from starting at once.
+They stay queued (``stop`` leaves them alone when the task database will requeue them at
+the next start; otherwise they are cancelled with the shutdown reason). Subtasks still
+start, because the running tasks that wait for them are allowed to finish.
+
+The dispatcher loop belongs to the coordinator's ``TaskSet``: if it crashes, the process
+exits non-zero instead of queueing work nobody will start. An attempt that crashes (our
+bug) fails its task with the reason, so no submitted task is left hanging.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import grpc
 from .._proto.blast.v1 import blast_pb2 as pb
 from .._proto.blast.worker.v1 import worker_pb2 as wpb
 from ..config import Config
+from ..supervise import TaskSet, fault_point
 from .budget import Budget
 from .tasks import TaskRecord, add_usage, now_ts
 from .workers import WorkerHandle
@@ -31,8 +41,12 @@ log = logging.getLogger("blast_grpc.scheduler")
 
 class Scheduler:
     def __init__(self, config: Config, workers: Callable[[], list[WorkerHandle]],
-                 lineage: Callable[[TaskRecord], list[wpb.PriorTask]], budget: Budget) -> None:
+                 lineage: Callable[[TaskRecord], list[wpb.PriorTask]], budget: Budget,
+                 tasks: TaskSet | None = None) -> None:
         self.config = config
+        self.tasks = tasks if tasks is not None else TaskSet()
+        # False once the engine drains: queued top-level tasks no longer start.
+        self.admitting = True
         self.budget = budget
         self._workers = workers
         self._lineage = lineage
@@ -47,6 +61,7 @@ class Scheduler:
         self._resuming: list[tuple[TaskRecord, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._records: dict[str, TaskRecord] = {}  # the record of each attempt in _attempts
         # Memory of the workers and their browsers (bytes), sampled by the coordinator.
         self.memory_now = 0
         self._memory_waiting: set[str] = set()
@@ -103,7 +118,7 @@ class Scheduler:
 
     # --- dispatch --------------------------------------------------------------
     def start(self) -> None:
-        self._loop_task = asyncio.create_task(self._loop(), name="scheduler")
+        self._loop_task = self.tasks.spawn(self._loop(), name="scheduler")
 
     async def _loop(self) -> None:
         while True:
@@ -127,16 +142,22 @@ class Scheduler:
             self._parked.discard(rec.task_id)
             if not fut.done():
                 fut.set_result(None)
-        while self.queue and not self._resuming and self.slots_in_use < limit:
-            rec = self.queue[0]
+        while not self._resuming and self.slots_in_use < limit:
+            # Draining: top-level tasks stay queued; subtasks of running tasks still start.
+            eligible = next((r for r in self.queue if self.admitting or r.parent is not None), None)
+            if eligible is None:
+                return
+            rec = eligible
             if not self._memory_allows(rec):
                 return
             worker = self._pick(rec)
             if worker is None:
                 return
-            self.queue.pop(0)
+            fault_point("scheduler")
+            self.queue.remove(rec)
             task = asyncio.create_task(self._attempt(rec, worker), name=f"attempt-{rec.task_id}")
             self._attempts[rec.task_id] = task
+            self._records[rec.task_id] = rec
             task.add_done_callback(functools.partial(self._attempt_done, rec.task_id))
 
     def _memory_allows(self, rec: TaskRecord) -> bool:
@@ -154,7 +175,7 @@ class Scheduler:
                 f"waiting for memory: {self.memory_now / 1e9:.2f} GB in use and a new browser context needs "
                 f"about {estimate / 1e9:.2f} GB; the limit is constraints.max_memory = {limit / 1e9:.2f} GB")))
             if self._trim is None or self._trim.done():
-                self._trim = asyncio.create_task(self._trim_idle(), name="trim-idle-contexts")
+                self._trim = self.tasks.spawn(self._trim_idle(), name="trim-idle-contexts")
         return False
 
     async def _trim_idle(self) -> None:
@@ -172,11 +193,16 @@ class Scheduler:
             self.wake()
 
     def _attempt_done(self, task_id: str, task: asyncio.Task[None]) -> None:
+        rec = self._records.get(task_id)
         if self._attempts.get(task_id) is task:
             del self._attempts[task_id]
+            self._records.pop(task_id, None)
             self._parked.discard(task_id)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("attempt for %s crashed", task_id, exc_info=task.exception())
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            log.error("attempt for %s crashed", task_id, exc_info=exc)
+            if rec is not None:  # our bug, but the client learns the task's end
+                rec.finish(pb.TASK_STATE_FAILED, error=f"internal error in the coordinator: {type(exc).__name__}: {exc}")
         self.wake()
 
     async def _attempt(self, rec: TaskRecord, worker: WorkerHandle) -> None:
@@ -277,9 +303,17 @@ class Scheduler:
         if pending:
             await asyncio.wait(pending, timeout=timeout)
 
-    async def stop(self, reason: str) -> None:
-        """Cancel queued and running tasks and the dispatcher; idempotent."""
+    def close_admission(self) -> None:
+        """Draining: queued top-level tasks no longer start (running ones and their subtasks go on)."""
+        self.admitting = False
+
+    async def stop(self, reason: str, keep_queued: bool = False) -> None:
+        """Cancel running tasks, the queued ones too unless ``keep_queued`` (the task database
+        requeues them at the next start), and stop the dispatcher; idempotent."""
+        self.admitting = False
         for rec in list(self.queue):
+            if keep_queued and rec.parent is None:
+                continue
             self.cancel(rec, reason)
         for tid, t in list(self._attempts.items()):
             self._cancel_reasons[tid] = reason

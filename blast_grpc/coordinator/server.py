@@ -1,12 +1,28 @@
 """The coordinator process: gRPC server (BlastService, health, reflection), scheduler, supervisor.
 
-Start-up: validate config → runtime dir (``rundir``) → find Chromium → start workers
-→ serve → write the ready file. SIGTERM or SIGINT only sets an event (the handler does
-nothing else); the main coroutine then drains: refuse new tasks, let running ones finish
-for ``settings.drain_timeout_s``, cancel the rest, stop the workers, end every process
-still left in its tree (``orphans``: the coordinator is their subreaper), exit 0. When
-it has exited, no process of the engine is left.
+Start-up: validate config → runtime dir (``rundir``) → load the task database → find
+Chromium → start workers → serve → write the ready file.
 
+SIGTERM or SIGINT only sets an event (the handler does nothing else); the main
+coroutine then drains::
+
+    SIGTERM ─▶ refuse new tasks at once (gRPC UNAVAILABLE; the gateway answers 503)
+            ─▶ queued top-level tasks no longer start
+            ─▶ running tasks get settings.drain_timeout_s to finish; their watchers and
+               the gateway's waiting clients receive each task's end
+            ─▶ what still runs is cancelled; queued tasks stay queued in the task database
+               for the next start (without a database they are cancelled, with the reason)
+            ─▶ the gateway stops (its clients already have their answers), then the
+               workers; exit 0
+
+Every long-lived loop belongs to one ``TaskSet`` (``supervise.py``): if one crashes the
+coordinator logs the traceback, stops everything and exits 1, so that whatever
+supervises it restarts it (the task database keeps the tasks across that restart).
+Finished task trees are forgotten after ``settings.task_retention_s`` or beyond
+``settings.max_task_records`` (``TaskStore.evict``), in memory and in the database.
+
+At exit the coordinator ends every process still left in its tree (``orphans``: the
+coordinator is their subreaper), so when it has exited no process of the engine is left.
 API keys are never written to disk: the workers' config file has none (they need none)
 and the gateway gets them in its environment (``BLAST_API_KEYS``).
 """
@@ -17,6 +33,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -31,6 +48,7 @@ from ..chromium import ChromiumNotFound, find_chromium
 from ..config import Config
 from ..httpserve import EmbeddedServer
 from ..procutil import write_ready_file
+from ..supervise import TaskSet
 from .auth import ApiKeyInterceptor
 from .broker import TaskBroker
 from .budget import Budget
@@ -48,6 +66,7 @@ from .tasks import TaskRecord, TaskStore
 from .workers import Supervisor, WorkerHandle
 
 log = logging.getLogger("blast_grpc.coordinator")
+RETENTION_CHECK_S = 60.0
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BlastService"].full_name
 
 
@@ -63,11 +82,14 @@ class Coordinator:
         self.config_path = self.runtime_dir / "config.json"
         self.config_path.write_text(_without_keys(config).model_dump_json())
         self.store = TaskStore()
-        self.task_db = TaskDatabase(s.task_db_path) if s.task_db_path else None
+        # The owner of every long-lived task of this process: a crash in one stops the coordinator.
+        self.tasks = TaskSet()
+        self.task_db = TaskDatabase(s.task_db_path, self.tasks) if s.task_db_path else None
         self.supervisor = Supervisor(config, self.config_path, self.runtime_dir, self._worker_changed,
-                                     broker_address=f"unix://{self.runtime_dir}/broker.sock", orphans=self.orphans)
+                                     broker_address=f"unix://{self.runtime_dir}/broker.sock", orphans=self.orphans,
+                                     tasks=self.tasks)
         self.budget = Budget(config)
-        self.scheduler = Scheduler(config, lambda: self.workers, self._history, self.budget)
+        self.scheduler = Scheduler(config, lambda: self.workers, self._history, self.budget, self.tasks)
         self.cache = (Cache(s.cache_path, s.persist_cache) if s.cache_results or s.cache_plans else None)
         self.launcher = Launcher(config, self.store, self.scheduler, self.cache)
         self.service = BlastService(config, self.store, self.scheduler, self.launcher, self.workers)
@@ -85,7 +107,6 @@ class Coordinator:
                         "(settings.api_keys or BLAST_API_KEYS)", s.host, s.grpc_port)
         self.port = 0
         self.metrics_server: EmbeddedServer | None = None
-        self._memory_task: asyncio.Task[None] | None = None
         self.gateway = (GatewayProcess(config, self.config_path, self.runtime_dir, keys, self.orphans)
                         if s.gateway else None)
 
@@ -100,25 +121,35 @@ class Coordinator:
     def _worker_changed(self, _: WorkerHandle) -> None:
         self.scheduler.wake()
 
-    def _restore(self) -> None:
-        """Load the tasks of earlier runs and write every task down when it starts and ends."""
-        db = self.task_db
+    async def _restore(self) -> None:
+        """Load the tasks of earlier runs, requeue or fail those that had not ended, and write
+        every new task down from now on."""
+        db, s = self.task_db, self.config.settings
         if db is None:
             return
-        interrupted = db.load_into(self.store)
-        if interrupted:
-            log.warning("%d task(s) were queued or running when the coordinator stopped; marked failed",
-                        interrupted)
+        interrupted = await db.load(self.store, s.task_retention_s, s.max_task_records)
+        self.store.on_new.append(db.track)
+        requeued, failed = db.recover(interrupted, self.launcher.resume)
+        if requeued or failed:
+            log.warning("the coordinator stopped with %d task(s) unfinished: %d queued again, %d ended as failed "
+                        "(they had started)", requeued + failed, requeued, failed)
 
-        def track(rec: TaskRecord) -> None:
-            db.save(rec)
-            rec.on_done.append(db.save)
-
-        self.store.on_new.append(track)
+    async def _expire(self) -> None:
+        """Forget finished task trees past the retention limits, now and then."""
+        s = self.config.settings
+        while True:
+            gone = self.store.evict(time.time(), s.task_retention_s, s.max_task_records)
+            if gone:
+                log.info("forgot %d finished task record(s) (settings.task_retention_s / max_task_records)",
+                         len(gone))
+                if self.task_db is not None:
+                    self.task_db.forget(gone)
+            await asyncio.sleep(min(s.task_retention_s, RETENTION_CHECK_S))
 
     async def start(self) -> None:
         s = self.config.settings
-        self._restore()
+        await self._restore()
+        self.tasks.spawn(self._expire(), name="task-retention")
         bgrpc.add_BlastServiceServicer_to_server(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -134,7 +165,7 @@ class Coordinator:
         await self.internal.start()
         self.scheduler.start()
         if self.config.constraints.max_memory is not None:
-            self._memory_task = asyncio.create_task(self._sample_memory(), name="memory-sampler")
+            self.tasks.spawn(self._sample_memory(), name="memory-sampler")
         self.orphans.start()
         # Once, here, for every worker: off the loop, because the last resort (Playwright's own
         # download) asks Playwright's sync API, which refuses to run inside an event loop.
@@ -165,27 +196,30 @@ class Coordinator:
             self.scheduler.set_memory(await asyncio.to_thread(memory_bytes, self.workers))
             await asyncio.sleep(self.config.settings.memory_sample_s)
 
-    async def drain(self) -> None:
-        """Refuse new work, give running tasks ``drain_timeout_s``, then stop everything."""
+    async def drain(self, timeout: float | None = None) -> None:
+        """Refuse new work, give running tasks ``timeout`` (``drain_timeout_s``), then stop everything."""
         self.service.draining = True
-        if self.gateway is not None:
-            await self.gateway.stop()
+        self.scheduler.close_admission()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self.scheduler.wait_idle(self.config.settings.drain_timeout_s)
-        await self.scheduler.stop("the engine is shutting down")
-        if self._memory_task is not None:
-            self._memory_task.cancel()
-            await asyncio.gather(self._memory_task, return_exceptions=True)
+        await self.scheduler.wait_idle(self.config.settings.drain_timeout_s if timeout is None else timeout)
+        # With a task database, queued tasks wait there for the next start.
+        await self.scheduler.stop("the engine is shutting down", keep_queued=self.task_db is not None)
+        # Watchers of tasks that stay queued are told so; then the gateway goes: its clients
+        # waiting on a task have received its end, or that it waits for the next start.
+        self.service.close_watches()
+        if self.gateway is not None:
+            await self.gateway.stop()
         await self.server.stop(grace=1.0)
         await self.internal.stop(grace=0.5)
         if self.metrics_server is not None:
             await self.metrics_server.stop()
         await self.supervisor.stop()
+        await self.tasks.aclose()  # the memory sampler, the retention loop, anything left
         if self.cache is not None:
-            self.cache.close()
+            await self.cache.close()
         if self.task_db is not None:
-            self.task_db.close()
+            await self.task_db.close()
         await self.orphans.finish()
         self.rundir.remove()
 
@@ -197,7 +231,19 @@ def _without_keys(config: Config) -> Config:
     return safe
 
 
+async def _first(*events: asyncio.Event) -> None:
+    """Return once any of ``events`` is set."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+
+
 async def run_coordinator(config: Config, ready_file: str | None = None) -> int:
+    """Serve until SIGTERM/SIGINT (exit 0 after draining) or a crashed loop (exit 1)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -206,6 +252,7 @@ async def run_coordinator(config: Config, ready_file: str | None = None) -> int:
     if problem:
         log.warning("%s", problem)
     coord = Coordinator(config)
+    crashed = False
     try:
         await coord.start()
         if ready_file:
@@ -217,8 +264,13 @@ async def run_coordinator(config: Config, ready_file: str | None = None) -> int:
                 "pid": os.getpid(),
                 "runtime_dir": str(coord.runtime_dir),
             })
-        await stop.wait()
-        log.info("draining")
+        await _first(stop, coord.tasks.failed)
+        crashed = coord.tasks.failed.is_set()
+        if crashed:
+            log.critical("stopping: %s", coord.tasks.crash)
+        else:
+            log.info("draining")
     finally:
-        await coord.drain()
-    return 0
+        # After a crash nothing waits for running tasks: the process is in an unknown state.
+        await coord.drain(0.0 if crashed else None)
+    return 1 if crashed else 0

@@ -4,6 +4,11 @@ Errors leave through ``_abort`` with a status that fits: a bad field is
 INVALID_ARGUMENT naming the field, an unknown id NOT_FOUND, a draining engine
 UNAVAILABLE. Nothing a client sent is dropped silently: a task either gets a
 record and an id, or the call fails with a reason.
+
+When the engine stops (``close_watches``), a watch of a task that has not ended ends
+with UNAVAILABLE saying the task stays queued for the next start (the task database
+keeps it), so a client (the gateway's waiting requests) is told rather than cut off.
+A ``RunTask`` owns its task, so there the task is cancelled and its end streamed.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class BlastService(bgrpc.BlastServiceServicer):
         self.launcher = launcher
         self.workers = workers
         self.draining = False
+        self.closing = False  # the engine is stopping: open watches end (close_watches)
         self.llm_problem = config.llm_problem()
 
     # --- helpers ---------------------------------------------------------------
@@ -112,18 +118,40 @@ class BlastService(bgrpc.BlastServiceServicer):
             rec.emit(scheduled=pb.TaskScheduled())
             rec.finish(pb.TASK_STATE_FAILED, error=self.llm_problem)
             return rec
-        return self.launcher.launch(spec, None, self.launcher.copies_for_top_level())
+        return await self.launcher.launch(spec, None, self.launcher.copies_for_top_level())
 
     # --- RPCs ------------------------------------------------------------------
     async def SubmitTask(self, request: pb.SubmitTaskRequest, context: grpc.aio.ServicerContext) -> pb.SubmitTaskResponse:
         rec = await self._submit(request.spec, context)
         return pb.SubmitTaskResponse(task=self._proto(rec))
 
+    def close_watches(self) -> None:
+        """End the watches of tasks that have not ended (the engine is stopping)."""
+        self.closing = True
+        for rec in self.store.all():
+            if not rec.done:
+                rec.interrupt()
+
+    def _closing(self) -> bool:
+        return self.closing
+
+    async def _closed_on(self, rec: TaskRecord, context: grpc.aio.ServicerContext) -> NoReturn:
+        await _abort(context, grpc.StatusCode.UNAVAILABLE,
+                     f"the engine is shutting down; task {rec.task_id} has not ended and stays "
+                     f"{'queued' if rec.state == pb.TASK_STATE_QUEUED else pb.TaskState.Name(rec.state)}"  # type: ignore[arg-type]
+                     f" for the next start: watch it again from seq {rec.visible + 1} then")
+
     async def RunTask(self, request: pb.RunTaskRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunTaskResponse]:
         rec = await self._submit(request.spec, context)
         try:
-            async for ev in rec.watch():
+            seq = 0
+            async for ev in rec.watch(stop=self._closing):
+                seq = ev.seq
                 yield pb.RunTaskResponse(event=ev)
+            if not rec.done:  # the engine is stopping: the task ends with this stream
+                self.scheduler.cancel(rec, "the engine is shutting down")
+                async for ev in rec.watch(seq + 1):
+                    yield pb.RunTaskResponse(event=ev)
         except asyncio.CancelledError:
             # The caller owns a RunTask: when it goes away, so does the task.
             if not rec.done:
@@ -134,11 +162,13 @@ class BlastService(bgrpc.BlastServiceServicer):
         rec = await self._find(request.task_id, context)
         if request.from_seq < 0:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"from_seq must be >= 0, got {request.from_seq}")
-        if rec.done and request.from_seq > len(rec.events) + 1:
+        if rec.done and request.from_seq > rec.last_seq + 1:
             await _abort(context, grpc.StatusCode.OUT_OF_RANGE,
-                         f"from_seq {request.from_seq} is past the task's last event ({len(rec.events)})")
-        async for ev in rec.watch(request.from_seq):
+                         f"from_seq {request.from_seq} is past the task's last event ({rec.last_seq})")
+        async for ev in rec.watch(request.from_seq, stop=self._closing):
             yield pb.WatchTaskResponse(event=ev)
+        if not rec.done:
+            await self._closed_on(rec, context)
 
     async def GetTask(self, request: pb.GetTaskRequest, context: grpc.aio.ServicerContext) -> pb.GetTaskResponse:
         return pb.GetTaskResponse(task=self._proto(await self._find(request.task_id, context)))
@@ -150,7 +180,7 @@ class BlastService(bgrpc.BlastServiceServicer):
                          f"task {rec.task_id} already ended ({pb.TaskState.Name(rec.state)})")  # type: ignore[arg-type]
         self.scheduler.cancel(rec, request.reason or "cancelled by the client")
         # Wait (briefly) for the worker to confirm, so the reply shows the final state.
-        async for _ in rec.watch(len(rec.events) + 1):
+        async for _ in rec.watch(rec.last_seq + 1):
             pass
         return pb.CancelTaskResponse(task=self._proto(rec))
 

@@ -11,6 +11,16 @@ but keeping its own ``task_id`` and ``parent_task_id``, so watching the root
 shows the whole tree as it happens::
 
     root log:  1 scheduled(root) 2 started(root) 3 subtask_launched 4 scheduled(child) ...
+
+With a task database (``persist.py``) a record has a ``sink``: each event is handed
+to it and reaches watchers only once it is written down (``publish``). So a client
+never sees an event a coordinator killed with SIGKILL could forget, and after a
+restart ``from_seq = last + 1`` continues the same log::
+
+    emit ─▶ events[] ─▶ sink (database writer thread) ─▶ publish(seq) ─▶ watchers
+
+A finished task restored from the database has its log read only when someone first
+watches it (``lazy``): a restart loads the records, not the history.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ import asyncio
 import itertools
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Iterable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -85,11 +95,23 @@ class TaskRecord:
     replayed_steps: int = 0
     # Called once, synchronously, right after the task reaches a terminal state.
     on_done: list[Callable[[TaskRecord], None]] = field(default_factory=list, repr=False)
+    # Where each appended event goes to be written down (the task database), if anywhere;
+    # watchers see events up to ``visible`` (all of them when there is no sink).
+    sink: Callable[[TaskRecord, pb.TaskEvent], None] | None = field(default=None, repr=False)
+    visible: int = 0
+    # A finished task's log still on disk (``visible`` events): read by the first watcher.
+    lazy: Callable[[], Awaitable[list[pb.TaskEvent]]] | None = field(default=None, repr=False)
+    _loading: Awaitable[list[pb.TaskEvent]] | None = field(default=None, repr=False)
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
     def done(self) -> bool:
         return self.state in TERMINAL
+
+    @property
+    def last_seq(self) -> int:
+        """The number of events in the log (read or not)."""
+        return self.visible if self.lazy is not None else len(self.events)
 
     @property
     def parent_task_id(self) -> str:
@@ -102,6 +124,19 @@ class TaskRecord:
 
     def _append(self, ev: pb.TaskEvent) -> None:
         self.events.append(ev)
+        if self.sink is not None:
+            self.sink(self, ev)
+        else:
+            self.visible = len(self.events)
+        self._wake()
+
+    def publish(self, seq: int) -> None:
+        """Events up to ``seq`` are written down: watchers may see them."""
+        if seq > self.visible:
+            self.visible = min(seq, len(self.events))
+            self._wake()
+
+    def _wake(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -149,17 +184,36 @@ class TaskRecord:
             todo.extend(rec.children)
         return out
 
-    async def watch(self, from_seq: int = 1) -> AsyncIterator[pb.TaskEvent]:
-        """Every event from ``from_seq`` on, live, until the task has ended."""
+    async def watch(self, from_seq: int = 1, stop: Callable[[], bool] = lambda: False
+                    ) -> AsyncIterator[pb.TaskEvent]:
+        """Every event from ``from_seq`` on, live, until the task has ended, or until ``stop()``
+        is true when the watcher is woken (``interrupt``) with the task still unfinished."""
         i = max(from_seq, 1) - 1
+        if self.lazy is not None and i < self.visible:
+            await self._read_log()
         while True:
             changed = self._changed
-            while i < len(self.events):
+            while i < self.visible:
                 yield self.events[i]
                 i += 1
-            if self.done:
+            if self.done and i >= len(self.events):
+                return
+            if stop() and not self.done:  # an ended task's last events are on their way: wait for them
                 return
             await changed.wait()
+
+    async def _read_log(self) -> None:
+        """Read a lazily restored log, once for all watchers (a cancelled watcher does not stop it)."""
+        assert self.lazy is not None
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self.lazy())
+        events = await asyncio.shield(self._loading)
+        if self.lazy is not None:
+            self.events, self.lazy, self._loading = events, None, None
+
+    def interrupt(self) -> None:
+        """Wake the watchers so that they check their ``stop`` condition."""
+        self._wake()
 
     def to_proto(self, queue_position: int = 0) -> pb.Task:
         t = pb.Task(
@@ -176,7 +230,7 @@ class TaskRecord:
             attempts=self.attempts,
             depth=self.depth,
             usage=list(self.usage.values()),
-            last_seq=len(self.events),
+            last_seq=self.visible,
             steps=self.steps,
             tree_usage=sum_usage(r.usage.values() for r in self.tree()),
             subtask_ids=[c.task_id for c in self.children],
@@ -223,12 +277,17 @@ class TaskStore:
     def get(self, task_id: str) -> TaskRecord | None:
         return self._tasks.get(task_id)
 
-    def restore(self, task: pb.Task, events: list[pb.TaskEvent]) -> TaskRecord:
-        """Rebuild a record from storage (the coordinator's task database); parents are linked by the caller."""
+    def restore(self, task: pb.Task, events: list[pb.TaskEvent] | Callable[[], Awaitable[list[pb.TaskEvent]]]
+                ) -> TaskRecord:
+        """Rebuild a record from storage (the coordinator's task database); parents are linked by the caller.
+        ``events`` is the log, or how to read it later (``task.last_seq`` events)."""
+        lazy = None if isinstance(events, list) else events
         rec = TaskRecord(task_id=task.task_id, spec=task.spec, depth=task.depth, state=task.state,
                          result=task.result, success=task.success, error=task.error, worker_id=task.worker_id,
                          attempts=task.attempts, steps=task.steps, created_at=task.created_at,
-                         usage={u.model: u for u in task.usage}, events=events, order=next(self._order),
+                         usage={u.model: u for u in task.usage}, events=events if isinstance(events, list) else [],
+                         visible=len(events) if isinstance(events, list) else task.last_seq, lazy=lazy,
+                         order=next(self._order),
                          winner_task_id=task.winner_task_id, cached=task.cached,
                          replayed_steps=task.replayed_steps)
         if task.HasField("started_at"):
@@ -237,6 +296,24 @@ class TaskStore:
             rec.finished_at = task.finished_at
         self._tasks[rec.task_id] = rec
         return rec
+
+    def evict(self, now: float, retention_s: float, max_records: int) -> list[TaskRecord]:
+        """Forget finished task trees: those whose top-level task ended more than ``retention_s``
+        ago, then the oldest until at most ``max_records`` records are left. Returns what was
+        removed (every record of each tree). A tree with anything still running is kept."""
+        roots = [r for r in self._tasks.values() if r.parent is None]
+        finished = [r for r in roots if all(t.done for t in r.tree())]
+        gone: list[TaskRecord] = []
+        excess = len(self._tasks) - max_records
+        for root in finished:  # submission order: oldest first
+            ended = root.finished_at.ToNanoseconds() / 1e9 if root.finished_at is not None else now
+            tree = root.tree()
+            if now - ended > retention_s or excess > 0:
+                excess -= len(tree)
+                gone.extend(tree)
+        for rec in gone:
+            self._tasks.pop(rec.task_id, None)
+        return gone
 
     def lineage(self, rec: TaskRecord, limit: int = 10) -> list[TaskRecord]:
         """The earlier tasks of ``rec``'s conversation (its previous_task_id chain), oldest first."""

@@ -32,6 +32,7 @@ from .._proto.blast.worker.v1 import worker_pb2 as wpb
 from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
 from ..config import Config
 from ..extraction import cleanup_blocks
+from ..supervise import TaskSet
 from ..worker.exits import exit_reason
 from .orphans import Orphans
 
@@ -96,8 +97,11 @@ class Supervisor:
     """Starts ``settings.workers`` local worker processes and keeps that many alive."""
 
     def __init__(self, config: Config, config_path: Path, runtime_dir: Path,
-                 on_change: Callable[[WorkerHandle], None], broker_address: str, orphans: Orphans) -> None:
+                 on_change: Callable[[WorkerHandle], None], broker_address: str, orphans: Orphans,
+                 tasks: TaskSet | None = None) -> None:
         self.config = config
+        # Owner of the keep-alive loops: one that crashes stops the coordinator (supervise.py).
+        self.tasks = tasks if tasks is not None else TaskSet()
         self.broker_address = broker_address
         self.config_path = config_path
         self.runtime_dir = runtime_dir
@@ -116,7 +120,7 @@ class Supervisor:
         """Start every worker and wait until at least one is ready (or all failed once)."""
         self.chromium = chromium
         for h in self.handles:
-            self._tasks[h.worker_id] = asyncio.create_task(self._keep_alive(h), name=f"supervise-{h.worker_id}")
+            self._tasks[h.worker_id] = self.tasks.spawn(self._keep_alive(h), name=f"supervise-{h.worker_id}")
         try:
             await asyncio.wait_for(self._first_ready.wait(), self.config.settings.worker_start_timeout_s)
         except TimeoutError:

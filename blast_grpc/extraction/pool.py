@@ -121,6 +121,7 @@ class ExtractionPool:
             log.warning("extraction pool %s: a reader process died; starting new processes", self._tag)
             if not self._closed and (self._respawning is None or self._respawning.done()):
                 self._respawning = asyncio.create_task(self._respawn(), name=f"extraction-respawn-{self._tag}")
+                self._respawning.add_done_callback(self._respawned)
         if executor not in self._retired:
             self._retired.append(executor)
             await asyncio.to_thread(_stop_executor, executor, 0.0)
@@ -132,6 +133,11 @@ class ExtractionPool:
             await self.start()
         except ExtractionError as exc:
             log.error("extraction pool %s: %s", self._tag, exc)
+
+    def _respawned(self, task: asyncio.Task[None]) -> None:
+        # _respawn handles the failures it expects; anything else is a bug, shown with its traceback.
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("extraction pool %s: restarting the readers failed", self._tag, exc_info=exc)
 
     def reader_pids(self) -> list[int]:
         """The pids of the reader processes running now (diagnostics)."""

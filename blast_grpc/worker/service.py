@@ -102,6 +102,9 @@ class WorkerService(wgrpc.WorkerServiceServicer):
         # Running tasks' update queues and agents; None in a queue means "the browser is gone".
         self._running: dict[str, tuple[asyncio.Queue[wpb.RunTaskResponse | None], Agent]] = {}
         self.lost_reason = ""  # set once the browser died
+        # Only with a cost limit does an LLM call ask the coordinator first (AwaitBudget).
+        c = config.constraints
+        self._cost_limited = c.max_cost_per_minute is not None or c.max_cost_per_hour is not None
 
     def browser_lost(self, reason: str) -> None:
         """The browser died: every running task reports it and ends (see the module docs)."""
@@ -182,7 +185,8 @@ class WorkerService(wgrpc.WorkerServiceServicer):
         agent = Agent(self.config, self.llm, meter, on_step, on_plan, broker=broker,
                       extractor=self._extractor(meter), copy=request.copy, copies=request.copies,
                       refusal=self.policy.refusal,
-                      gate=budget_gate(self.broker, task_id) if self.broker is not None else None,
+                      gate=budget_gate(self.broker, task_id) if self.broker is not None and self._cost_limited
+                      else None,
                       replay=request.replay_plan, secrets=self.secrets)
         self._running[task_id] = (queue, agent)
         runner = asyncio.create_task(self._drive(agent, session, request, queue), name=f"agent-{task_id}")

@@ -20,8 +20,9 @@ import html
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+from blast_grpc.procutil import write_ready_file
 
 LOG: list[str] = []
 LOCK = threading.Lock()
@@ -89,7 +90,8 @@ def main() -> None:
     ap.add_argument("--ready-file", required=True)
     args = ap.parse_args()
     server = ThreadingHTTPServer(("0.0.0.0", 0), Handler)
-    Path(args.ready_file).write_text(json.dumps({"port": server.server_address[1]}), encoding="utf-8")
+    # Atomically: the test reads the file as soon as it exists.
+    write_ready_file(args.ready_file, {"port": server.server_address[1]})
     server.serve_forever()
 
 
