@@ -157,10 +157,45 @@ WIDGETS = """<!doctype html><title>Widgets</title>
 </script>
 """
 
+# An accordion as jQuery UI draws it (tabs with aria-selected, panels labelled by their header,
+# a keydown listener on the panel), a menu that records the items the pointer crosses, and a
+# picker that fades out over Submit when closed.
+MOTION = """<!doctype html><title>Motion</title>
+<style>
+  li { height: 30px; line-height: 30px; list-style: none; }
+  #veil { position: absolute; left: 0; top: 0; width: 400px; height: 120px; background: #ddd; opacity: 1;
+          transition: opacity 350ms linear; }
+  #veil.fading { opacity: 0; }
+  #stage { position: relative; height: 120px; }
+  #p2 { transition: none; }
+</style>
+<div id="acc">
+  <h3 role="tab" id="h1" aria-selected="true" aria-expanded="true">Section #1</h3>
+  <div role="tabpanel" id="p1" aria-labelledby="h1"><p>Words of the first section.</p><p>Its second line.</p></div>
+  <h3 role="tab" id="h2" aria-selected="false" aria-expanded="false">Section #2</h3>
+</div>
+<ul id="menu"><li>zero</li><li>one</li><li>two</li><li>three</li></ul>
+<div id="stage"><button id="go">Submit</button><div id="veil"><button id="shut">Close picker</button></div></div>
+<p id="out"></p>
+<script>
+  p1.addEventListener('keydown', () => {});
+  const trail = [];
+  for (const li of document.querySelectorAll('#menu li')) {
+    li.addEventListener('mouseenter', () => trail.push(li.textContent));
+    li.addEventListener('click', () => { out.textContent = 'crossed ' + trail.join(','); });
+  }
+  shut.addEventListener('click', () => {
+    veil.classList.add('fading');
+    veil.addEventListener('transitionend', () => { veil.style.display = 'none'; }, {once: true});
+  });
+  go.addEventListener('click', () => { out.textContent = 'submitted'; });
+</script>
+"""
 
 PAGES = {"/form.html": FORM, "/listeners.html": LISTENERS, "/overlay.html": OVERLAY, "/frames.html": FRAMES,
          "/inner.html": INNER, "/big.html": BIG, "/throws.html": THROWS, "/infinite.html": INFINITE,
-         "/rerender.html": RERENDER, "/tabs.html": TABS, "/next.html": NEXT, "/widgets.html": WIDGETS}
+         "/rerender.html": RERENDER, "/tabs.html": TABS, "/next.html": NEXT, "/widgets.html": WIDGETS,
+         "/motion.html": MOTION}
 
 
 class PageServer:

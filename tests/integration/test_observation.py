@@ -133,3 +133,14 @@ async def test_an_element_in_a_frame_removed_since_the_observation_is_named(driv
                       "look at the new observation")
     obs = await driver.observe()  # and the page reads fine without it
     assert sum(line.startswith("IFRAME ") for line in obs.page) == 1 and "after the frames" in obs.page
+
+
+async def test_an_open_section_keeps_its_text_and_a_selected_tab_is_not_checked(driver: Driver) -> None:
+    obs = await driver.open("/motion.html")
+    # aria-selected is the current tab: "selected", not a ticked box.
+    assert driver.line("Section #1", "h3") == '<h3 role="tab" selected expanded="true">Section #1'
+    assert driver.line("Section #2", "h3") == '<h3 role="tab" expanded="false">Section #2'
+    # The panel is listed (it has a listener) under its label, and its own text stays on the page.
+    assert driver.line("Section #1", "div") == '<div role="tabpanel">Section #1'
+    panel = obs.page.index(f"[{driver.index('Section #1', 'div')}] <div role=\"tabpanel\">Section #1")
+    assert obs.page[panel + 1:panel + 3] == ["Words of the first section.", "Its second line."]
