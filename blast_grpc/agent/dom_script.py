@@ -127,8 +127,13 @@ SNAPSHOT_SCRIPT = (
   const marks = [];
   let idx = start, listed = 0, chars = 0, nodes = 0, frames = 0, truncated = '';
 
-  for (const e of document.querySelectorAll('[data-blast-idx]')) e.removeAttribute('data-blast-idx');
-  for (const e of document.querySelectorAll('[data-blast-frame]')) e.removeAttribute('data-blast-frame');
+  // The marks of the last observation, changed only where they differ after the walk: an attribute
+  // write invalidates style, and the same page observed again mostly gets the same numbers.
+  const old = {};
+  for (const k of ['data-blast-idx', 'data-blast-frame']) {
+    old[k] = new Map();
+    for (const e of document.querySelectorAll('[' + k + ']')) old[k].set(e, e.getAttribute(k));
+  }
 
   const deepActive = () => {
     let a = document.activeElement;
@@ -307,7 +312,12 @@ SNAPSHOT_SCRIPT = (
   };
   if (document.body) walk(document.body, '', null, false);
   else if (document.documentElement) walk(document.documentElement, '', null, false);
-  for (const [el, k, v] of marks) el.setAttribute(k, v);
+  for (const [el, k, v] of marks) {
+    const was = old[k].get(el);
+    old[k].delete(el);
+    if (was !== v) el.setAttribute(k, v);
+  }
+  for (const k in old) for (const e of old[k].keys()) e.removeAttribute(k);
   const se = document.scrollingElement || document.documentElement;
   const scroll = se ? [se.scrollTop, Math.max(0, se.scrollHeight - se.scrollTop - vh)] : [0, 0];
   const popups = window.__blastPopups ? window.__blastPopups.splice(0) : [];

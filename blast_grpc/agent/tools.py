@@ -39,7 +39,7 @@ from .inputs import FillError, fill_field
 from .observe import Observation, is_context_lost, stop_loading
 from .popups import blocked_popups, popup_note, tabs_opening
 from .secrets import SecretError, Secrets
-from .settle import settle
+from .settle import Subresources, settle
 
 NAVIGATING = frozenset({"go_to_url", "click", "type", "go_back"})  # actions that may start a page load
 # Actions after which the page may still be moving (an animation, a list fading): settle.py.
@@ -238,9 +238,11 @@ class Browser:
     async def execute(self, action: Action) -> str:
         """Run the action; failures come back as ``Error: ...`` text for the model."""
         try:
-            result = await self._execute(action)
-            if action.name in MOVING:
-                await settle(self.page)  # the next observation shows the page at rest, not mid-slide
+            page = self.page
+            with Subresources(page) as loads:
+                result = await self._execute(action)
+                if action.name in MOVING:  # the next observation shows the page at rest, not mid-slide
+                    await settle(self.page, loads=loads if self.page is page else None)
             if action.name in NAVIGATING or action.name in ("select_option", "send_keys"):
                 popups = await blocked_popups(self.page, self._timeout_ms / 1000)
                 result += "".join(f"\nNote: {popup_note(u)}" for u in popups)

@@ -2,10 +2,12 @@
 
 ``PageServer`` serves ``PAGES`` (path -> HTML) on 127.0.0.1 with port 0; ``other_origin``
 gives the same server under ``localhost`` (another origin, for cross-origin frames).
+``/icon.png`` is a small picture sent a moment late (an image still loading after a click).
 """
 
 from __future__ import annotations
 
+import base64
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -192,10 +194,25 @@ MOTION = """<!doctype html><title>Motion</title>
 </script>
 """
 
+# A 1x1 PNG; the page draws it 12 px high.
+ICON = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+ICON_DELAY_S = 0.25  # the server's own pace, not a test's wait
+
+# Icons drawn by CSS (MiniWoB's email inbox): they have no size until their picture arrives.
+ICONS = """<!doctype html><title>Icons</title>
+<style>.trash { content: url(/icon.png); height: 12px; cursor: pointer; }</style>
+<button id="show">Show mail</button><div id="mail"></div>
+<script>
+  show.addEventListener('click', () => {
+    mail.innerHTML = '<div>From Ann <span class="trash" title="Delete"></span></div>';
+  });
+</script>
+"""
+
 PAGES = {"/form.html": FORM, "/listeners.html": LISTENERS, "/overlay.html": OVERLAY, "/frames.html": FRAMES,
          "/inner.html": INNER, "/big.html": BIG, "/throws.html": THROWS, "/infinite.html": INFINITE,
          "/rerender.html": RERENDER, "/tabs.html": TABS, "/next.html": NEXT, "/widgets.html": WIDGETS,
-         "/motion.html": MOTION}
+         "/motion.html": MOTION, "/icons.html": ICONS}
 
 
 class PageServer:
@@ -210,6 +227,14 @@ class PageServer:
                 path = self.path.split("?", 1)[0]
                 if path == "/slow":
                     stop.wait(120)
+                    return
+                if path == "/icon.png":
+                    stop.wait(ICON_DELAY_S)
+                    self.send_response(200)
+                    self.send_header("content-type", "image/png")
+                    self.send_header("content-length", str(len(ICON)))
+                    self.end_headers()
+                    self.wfile.write(ICON)
                     return
                 body = PAGES.get(path)
                 if body is None:

@@ -225,3 +225,10 @@ async def test_after_a_click_the_observation_waits_for_the_page_to_stop_moving(d
     assert driver.line("Submit") == "<button>Submit"
     assert await driver.do("click", index=driver.index("Submit")) == f"Clicked [{driver.index('Submit')}]"
     assert await driver.session.page.locator("#out").text_content() == "submitted"
+
+
+async def test_after_a_click_the_observation_waits_for_pictures_drawn_by_css(driver: Driver) -> None:
+    await driver.open("/icons.html")
+    assert await driver.do("click", index=driver.index("Show mail")) == f"Clicked [{driver.index('Show mail')}]"
+    await driver.observe()  # the icon's picture arrives a moment after the click; until then it has no size
+    assert driver.line("Delete") == "<span>Delete"
