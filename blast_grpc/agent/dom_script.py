@@ -25,7 +25,10 @@ the same thing twice. An element in the viewport is listed only when a hit test
 (``elementFromPoint`` at its centre and two inner corners) lands on it or inside it;
 a covered element's text is kept as plain text. Text inside a listed element is its
 name and is not repeated as text (unless it contains further listed elements); the
-text of a ``<label>`` of a listed control is likewise only that control's name.
+text of a ``<label>`` of a listed control is likewise only that control's name. A listed
+*container* (a tab panel, region, dialog, form, list, ... by role or tag) never takes its
+text as its name: its name is its label (aria-labelledby, aria-label, title) and its text
+stays lines of the page, so an open accordion section still shows what it says.
 Walking stops at ``maxElements`` listed elements, ``maxChars`` characters of text or
 ``maxNodes`` visited nodes; ``truncated`` then says so.
 """
@@ -107,6 +110,11 @@ SNAPSHOT_SCRIPT = (
     'textbox', 'listbox', 'scrollbar', 'columnheader', 'rowheader']);
   const SKIP = new Set(['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE', 'HEAD', 'META', 'LINK', 'TITLE', 'OPTION',
     'DATALIST']);
+  // Listed for their listeners or role, but holding a section of the page rather than naming one thing.
+  const CONTAINER_ROLES = new Set(['tabpanel', 'region', 'dialog', 'alertdialog', 'group', 'document', 'article',
+    'main', 'form', 'navigation', 'complementary', 'list', 'tree', 'grid', 'table', 'menu', 'toolbar']);
+  const CONTAINER_TAGS = new Set(['DIALOG', 'FORM', 'SECTION', 'ARTICLE', 'MAIN', 'NAV', 'ASIDE', 'TABLE', 'UL', 'OL',
+    'FIELDSET']);
   const HANDLERS = ['onclick', 'onmousedown', 'onmouseup', 'onpointerdown', 'onkeydown', 'ondblclick'];
   const NO_VALUE = new Set(['checkbox', 'radio', 'button', 'submit', 'reset', 'file', 'image']);
   const listeners = window.__blastListeners;
@@ -119,8 +127,13 @@ SNAPSHOT_SCRIPT = (
   const marks = [];
   let idx = start, listed = 0, chars = 0, nodes = 0, frames = 0, truncated = '';
 
-  for (const e of document.querySelectorAll('[data-blast-idx]')) e.removeAttribute('data-blast-idx');
-  for (const e of document.querySelectorAll('[data-blast-frame]')) e.removeAttribute('data-blast-frame');
+  // The marks of the last observation, changed only where they differ after the walk: an attribute
+  // write invalidates style, and the same page observed again mostly gets the same numbers.
+  const old = {};
+  for (const k of ['data-blast-idx', 'data-blast-frame']) {
+    old[k] = new Map();
+    for (const e of document.querySelectorAll('[' + k + ']')) old[k].set(e, e.getAttribute(k));
+  }
 
   const deepActive = () => {
     let a = document.activeElement;
@@ -187,8 +200,9 @@ SNAPSHOT_SCRIPT = (
       if (sel.length) q('selected', sel.join(', '));
     }
     const ctl = tag === 'LABEL' && el.control ? el.control : el;
-    if (ctl.checked === true || el.getAttribute('aria-checked') === 'true' || el.getAttribute('aria-selected') === 'true')
-      a.push('checked');
+    if (ctl.checked === true || el.getAttribute('aria-checked') === 'true') a.push('checked');
+    // aria-selected is the current tab / option / row, not a ticked box: its own flag.
+    if (el.getAttribute('aria-selected') === 'true' || (tag === 'OPTION' && el.selected)) a.push('selected');
     if (el.multiple) a.push('multiple');
     if (el.disabled || el.getAttribute('aria-disabled') === 'true') a.push('disabled');
     if (el.readOnly) a.push('readonly');
@@ -272,11 +286,13 @@ SNAPSHOT_SCRIPT = (
       if (el.shadowRoot) walk(el.shadowRoot, st.cursor, childInside, quiet);
       for (const c of el.childNodes) walk(c, st.cursor, childInside, quiet);
     }
-    // Own text becomes the name unless further listed elements are inside (then it stays text).
-    // (and unless it is long: a scrollable list's rows stay lines of text).
+    // Own text becomes the name unless further listed elements are inside (then it stays text),
+    // unless it is long (a scrollable list's rows stay lines of text), and unless the element is
+    // a container (a tab panel, a dialog, a region): its name is its label, its text stays lines.
     const nested = items.slice(mark).some(x => x[0] === 'e' || x[0] === 'f');
+    const container = CONTAINER_ROLES.has(role) || CONTAINER_TAGS.has(tag);
     let own = '';
-    if (!nested) {
+    if (!nested && !container) {
       own = squash(items.slice(mark).filter(x => x[0] === 't').map(x => x[1]).join(' '));
       if (own.length <= 100 || isStrong) items.length = mark;
       else own = '';
@@ -296,7 +312,12 @@ SNAPSHOT_SCRIPT = (
   };
   if (document.body) walk(document.body, '', null, false);
   else if (document.documentElement) walk(document.documentElement, '', null, false);
-  for (const [el, k, v] of marks) el.setAttribute(k, v);
+  for (const [el, k, v] of marks) {
+    const was = old[k].get(el);
+    old[k].delete(el);
+    if (was !== v) el.setAttribute(k, v);
+  }
+  for (const k in old) for (const e of old[k].keys()) e.removeAttribute(k);
   const se = document.scrollingElement || document.documentElement;
   const scroll = se ? [se.scrollTop, Math.max(0, se.scrollHeight - se.scrollTop - vh)] : [0, 0];
   const popups = window.__blastPopups ? window.__blastPopups.splice(0) : [];

@@ -11,7 +11,8 @@ assistant message and its tool results per past step, and the current observatio
 last. Old observations are not resent, so a request stays bounded by the step count
 and its prefix (system, tools in a fixed order, task, history) is the same as the
 previous step's. With ``constraints.allow_vision`` the observation message also
-carries a JPEG screenshot with the element numbers drawn on it (an ``image_url`` part).
+carries a JPEG screenshot with the element numbers drawn on it (an ``image_url`` part),
+except when a secret is on the page or was typed into it (a NOTE says so).
 
 Every wait has a deadline: reading the page ``settings.action_timeout_s``; the model
 call and each browser action ``settings.step_timeout_s`` (a model that misses it
@@ -157,7 +158,7 @@ class Agent:
         for number in range(1, s.max_steps + 1):
             self.current_step = number
             t_observe = time.monotonic()
-            obs = await self._observe(session)
+            obs = await self._observe(session, typed_secret=browser.typed_secret_here())
             browser.seen = obs
             replayed = replayer.next(number, obs)
             if replayed is None and self.gate is not None:
@@ -205,15 +206,26 @@ class Agent:
     def _url(self, session: HasPage) -> str:
         return self.secrets.redact(session.page.url)
 
-    async def _observe(self, session: HasPage, drain: bool = True) -> Observation:
-        """The page as the model may see it: bounded in time, with the engine's notes, secrets redacted."""
+    async def _observe(self, session: HasPage, drain: bool = True, typed_secret: bool = False) -> Observation:
+        """The page as the model may see it: bounded in time, with the engine's notes, secrets redacted.
+
+        The screenshot cannot be redacted, so it is withheld (with a NOTE saying why) when a
+        secret shows on the page (redacting the text changed it) or was typed into this page.
+        """
         s = self.config.settings
         obs = await observe(session.page, s.action_timeout_s, s.observation_max_elements, s.observation_max_chars,
                             tabs=session.tabs if isinstance(session, HasTabs) else (),
                             vision=drain and self.config.constraints.allow_vision)
         if drain:
             obs.notes = session.take_notes() + obs.notes
-        return self.secrets.redact_observation(obs)
+        redacted = self.secrets.redact_observation(obs)
+        if redacted.screenshot is not None:
+            why = ("a secret value is shown on this page" if redacted != obs
+                   else "a secret was typed into this page" if typed_secret else "")
+            if why:
+                redacted.screenshot = None
+                redacted.notes.append(f"no screenshot with this observation: {why} (the text above is redacted)")
+        return redacted
 
     async def _act(self, browser: Browser, action: Action) -> tuple[str, str]:
         """Run one non-final action; returns (tool result, step detail), redacted, with the engine's notes."""

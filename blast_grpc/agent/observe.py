@@ -22,8 +22,9 @@ The observation message (``Observation.render``; ``sim/protocol.py`` parses it):
 An element line is ``[N] <tag attrs>name``: ``tag`` the lowercase tag name; ``attrs`` in
 this order and only when present: ``role`` (explicit), ``type`` (inputs), ``href`` (as
 written), ``name``, ``placeholder``, ``value`` (the live value), ``selected`` (a select's
-selected options), then the flags ``checked multiple disabled readonly required
-focused`` and ``expanded="true|false"``. ``name`` is the accessible name (labels,
+selected options), then the flags ``checked selected multiple disabled readonly required
+focused`` (bare ``selected``: the current tab/option, ``aria-selected``) and
+``expanded="true|false"``. ``name`` is the accessible name (labels,
 aria-labelledby, aria-label, alt, own text, title, placeholder), at most 100 characters;
 a select's line ends with `` options: A, B, C``. Other lines are visible text, in
 document order. What lies outside the viewport is included; ``SCROLL`` says how much.

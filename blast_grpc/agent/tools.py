@@ -6,7 +6,9 @@ returns the text the model gets as the tool result (``_do_<tool>`` per tool).
 
 Elements are found by their observation number and checked against the observation's
 fingerprint (``elements.py``); a click or hover on a covered element fails within about
-a second naming what covers it, and never stops the page's loading. A navigation the
+a second naming what covers it, and never stops the page's loading. The pointer travels
+to a click or hover target in a few steps (``_approach``), so hover handlers on the way
+see it arrive, as with a person's mouse. A navigation the
 model asked for (``go_to_url``, ``go_back``) that times out is stopped (the page that was
 there stays usable); a URL that is a file download is refused. ``type`` works for every
 kind of field and reads the value back (``inputs.py``), with secret placeholders swapped
@@ -23,12 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Frame, Locator, Page, Request
+from playwright.async_api import Frame, Locator, Page, Position, Request
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from .elements import ElementGone, locate, reach
@@ -36,8 +39,12 @@ from .inputs import FillError, fill_field
 from .observe import Observation, is_context_lost, stop_loading
 from .popups import blocked_popups, popup_note, tabs_opening
 from .secrets import SecretError, Secrets
+from .settle import Subresources, settle
 
 NAVIGATING = frozenset({"go_to_url", "click", "type", "go_back"})  # actions that may start a page load
+# Actions after which the page may still be moving (an animation, a list fading): settle.py.
+MOVING = frozenset({"go_to_url", "click", "type", "go_back", "select_option", "send_keys", "hover", "scroll",
+                    "scroll_to_text", "drag_and_drop", "switch_tab", "close_tab"})
 REFUSED = "refused to open "
 UNREACHABLE = "could not open "
 
@@ -111,6 +118,7 @@ UPLOAD_TOOL = _fn("upload_file", "Put a file from the upload folder into a file 
                   {"index": _INDEX, "filename": {"type": "string", "description": "a file name in the upload folder"}},
                   ["index", "filename"])
 MAX_WAIT_S = 10.0
+POINTER_STEPS = 4  # mouse moves on the way to a click or hover target (hover handlers fire along the way)
 
 
 def browser_tools(upload: bool) -> list[dict[str, Any]]:
@@ -202,10 +210,16 @@ class Browser:
         self._pending: list[str] = []  # notes taken from the holder while explaining a failed navigation
         self._upload_dir = Path(upload_dir).resolve() if upload_dir else None
         self.seen: Observation | None = None
+        # Tab -> the URL of the document a secret was typed into (a navigation leaves it behind).
+        self._secret_typed: weakref.WeakKeyDictionary[Page, str] = weakref.WeakKeyDictionary()
 
     @property
     def page(self) -> Page:
         return self._holder.page
+
+    def typed_secret_here(self) -> bool:
+        """Whether a secret was typed into the document now in the current tab."""
+        return self._secret_typed.get(self.page) == self.page.url
 
     def take_notes(self) -> list[str]:
         notes, self._pending = self._pending, []
@@ -224,7 +238,11 @@ class Browser:
     async def execute(self, action: Action) -> str:
         """Run the action; failures come back as ``Error: ...`` text for the model."""
         try:
-            result = await self._execute(action)
+            page = self.page
+            with Subresources(page) as loads:
+                result = await self._execute(action)
+                if action.name in MOVING:  # the next observation shows the page at rest, not mid-slide
+                    await settle(self.page, loads=loads if self.page is page else None)
             if action.name in NAVIGATING or action.name in ("select_option", "send_keys"):
                 popups = await blocked_popups(self.page, self._timeout_ms / 1000)
                 result += "".join(f"\nNote: {popup_note(u)}" for u in popups)
@@ -279,6 +297,18 @@ class Browser:
     async def _do_go_to_url(self, a: Action) -> str:  # handled in _execute (refusal first)
         raise AssertionError
 
+    async def _approach(self, el: Locator, point: Position) -> None:
+        """Move the pointer to ``point`` of the element in a few steps, as a person's pointer travels.
+
+        A pointer that jumps leaves hover state behind: a menu that tracks the item under the
+        pointer (jQuery UI's autocomplete) still holds the item it was resting on when the click
+        lands. Moving through intermediate points fires mouseover/mousemove on the way.
+        """
+        box = await el.bounding_box(timeout=self._timeout_ms)
+        if box is None:
+            return  # not rendered: the click itself reports it
+        await self.page.mouse.move(box["x"] + point["x"], box["y"] + point["y"], steps=POINTER_STEPS)
+
     async def _do_click(self, a: Action) -> str:
         index = a.args["index"]
         el, note = await self._element(index)
@@ -308,6 +338,7 @@ class Browser:
         late = ""
         try:
             # Not waiting inside click() for a navigation: one that never commits must not stop the page.
+            await self._approach(el, point)
             await el.click(timeout=self._timeout_ms, no_wait_after=True, position=point)
             wait_s = self._timeout_ms / 1000
             if not popup.done() and await tabs_opening(before, wait_s):
@@ -331,7 +362,11 @@ class Browser:
     async def _do_type(self, a: Action) -> str:
         index = a.args["index"]
         el, note = await self._element(index)
-        got = await fill_field(el, self._secrets.reveal(str(a.args["text"])), self._timeout_ms)
+        text = str(a.args["text"])
+        revealed = self._secrets.reveal(text)
+        if revealed != text:  # a secret goes into this page: no screenshot of it from now on (loop.py)
+            self._secret_typed[self.page] = self.page.url
+        got = await fill_field(el, revealed, self._timeout_ms)
         if a.args.get("submit"):
             await el.press("Enter", timeout=self._timeout_ms)
             await self._settle()
@@ -373,7 +408,9 @@ class Browser:
 
     async def _do_hover(self, a: Action) -> str:
         el, note = await self._element(a.args["index"])
-        await el.hover(timeout=self._timeout_ms, position=await reach(el, a.args["index"]))
+        point = await reach(el, a.args["index"])
+        await self._approach(el, point)
+        await el.hover(timeout=self._timeout_ms, position=point)
         return f"Hovering over [{a.args['index']}]" + (f" ({note})" if note else "")
 
     async def _do_scroll(self, a: Action) -> str:

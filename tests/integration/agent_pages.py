@@ -2,10 +2,12 @@
 
 ``PageServer`` serves ``PAGES`` (path -> HTML) on 127.0.0.1 with port 0; ``other_origin``
 gives the same server under ``localhost`` (another origin, for cross-origin frames).
+``/icon.png`` is a small picture sent a moment late (an image still loading after a click).
 """
 
 from __future__ import annotations
 
+import base64
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -157,10 +159,60 @@ WIDGETS = """<!doctype html><title>Widgets</title>
 </script>
 """
 
+# An accordion as jQuery UI draws it (tabs with aria-selected, panels labelled by their header,
+# a keydown listener on the panel), a menu that records the items the pointer crosses, and a
+# picker that fades out over Submit when closed.
+MOTION = """<!doctype html><title>Motion</title>
+<style>
+  li { height: 30px; line-height: 30px; list-style: none; }
+  #veil { position: absolute; left: 0; top: 0; width: 400px; height: 120px; background: #ddd; opacity: 1;
+          transition: opacity 350ms linear; }
+  #veil.fading { opacity: 0; }
+  #stage { position: relative; height: 120px; }
+  #p2 { transition: none; }
+</style>
+<div id="acc">
+  <h3 role="tab" id="h1" aria-selected="true" aria-expanded="true">Section #1</h3>
+  <div role="tabpanel" id="p1" aria-labelledby="h1"><p>Words of the first section.</p><p>Its second line.</p></div>
+  <h3 role="tab" id="h2" aria-selected="false" aria-expanded="false">Section #2</h3>
+</div>
+<ul id="menu"><li>zero</li><li>one</li><li>two</li><li>three</li></ul>
+<div id="stage"><button id="go">Submit</button><div id="veil"><button id="shut">Close picker</button></div></div>
+<p id="out"></p>
+<script>
+  p1.addEventListener('keydown', () => {});
+  const trail = [];
+  for (const li of document.querySelectorAll('#menu li')) {
+    li.addEventListener('mouseenter', () => trail.push(li.textContent));
+    li.addEventListener('click', () => { out.textContent = 'crossed ' + trail.join(','); });
+  }
+  shut.addEventListener('click', () => {
+    veil.classList.add('fading');
+    veil.addEventListener('transitionend', () => { veil.style.display = 'none'; }, {once: true});
+  });
+  go.addEventListener('click', () => { out.textContent = 'submitted'; });
+</script>
+"""
+
+# A 1x1 PNG; the page draws it 12 px high.
+ICON = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+ICON_DELAY_S = 0.25  # the server's own pace, not a test's wait
+
+# Icons drawn by CSS (MiniWoB's email inbox): they have no size until their picture arrives.
+ICONS = """<!doctype html><title>Icons</title>
+<style>.trash { content: url(/icon.png); height: 12px; cursor: pointer; }</style>
+<button id="show">Show mail</button><div id="mail"></div>
+<script>
+  show.addEventListener('click', () => {
+    mail.innerHTML = '<div>From Ann <span class="trash" title="Delete"></span></div>';
+  });
+</script>
+"""
 
 PAGES = {"/form.html": FORM, "/listeners.html": LISTENERS, "/overlay.html": OVERLAY, "/frames.html": FRAMES,
          "/inner.html": INNER, "/big.html": BIG, "/throws.html": THROWS, "/infinite.html": INFINITE,
-         "/rerender.html": RERENDER, "/tabs.html": TABS, "/next.html": NEXT, "/widgets.html": WIDGETS}
+         "/rerender.html": RERENDER, "/tabs.html": TABS, "/next.html": NEXT, "/widgets.html": WIDGETS,
+         "/motion.html": MOTION, "/icons.html": ICONS}
 
 
 class PageServer:
@@ -175,6 +227,14 @@ class PageServer:
                 path = self.path.split("?", 1)[0]
                 if path == "/slow":
                     stop.wait(120)
+                    return
+                if path == "/icon.png":
+                    stop.wait(ICON_DELAY_S)
+                    self.send_response(200)
+                    self.send_header("content-type", "image/png")
+                    self.send_header("content-length", str(len(ICON)))
+                    self.end_headers()
+                    self.wfile.write(ICON)
                     return
                 body = PAGES.get(path)
                 if body is None:

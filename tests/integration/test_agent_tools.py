@@ -202,3 +202,33 @@ async def test_go_to_url_and_go_back(driver: Driver) -> None:
     assert await driver.do("go_back") == f"Went back to {driver.base}/tabs.html"
     assert await driver.session.page.title() == "Tab one"
 
+
+
+async def test_the_pointer_travels_to_a_click_target_so_hover_handlers_fire_on_the_way(driver: Driver) -> None:
+    await driver.open("/motion.html")
+    page = driver.session.page
+    first = await page.locator("#menu li").first.bounding_box()
+    assert first is not None
+    await page.mouse.move(first["x"] + 10, first["y"] + 15)  # resting on "zero", as a START click leaves it
+    assert await driver.do("click", index=driver.index("three")) == f"Clicked [{driver.index('three')}]"
+    said = await page.locator("#out").text_content()
+    assert said is not None and said.startswith("crossed zero,"), said
+    # A jumping pointer goes straight from "zero" to "three"; a moving one passes the items between.
+    assert said.endswith("one,two,three"), said
+
+
+async def test_after_a_click_the_observation_waits_for_the_page_to_stop_moving(driver: Driver) -> None:
+    await driver.open("/motion.html")
+    assert "Submit" not in [e.name for e in driver.obs.elements.values()] if driver.obs else False  # under the picker
+    assert await driver.do("click", index=driver.index("Close picker")) == f"Clicked [{driver.index('Close picker')}]"
+    await driver.observe()  # at once: the click returned only after the fade had ended
+    assert driver.line("Submit") == "<button>Submit"
+    assert await driver.do("click", index=driver.index("Submit")) == f"Clicked [{driver.index('Submit')}]"
+    assert await driver.session.page.locator("#out").text_content() == "submitted"
+
+
+async def test_after_a_click_the_observation_waits_for_pictures_drawn_by_css(driver: Driver) -> None:
+    await driver.open("/icons.html")
+    assert await driver.do("click", index=driver.index("Show mail")) == f"Clicked [{driver.index('Show mail')}]"
+    await driver.observe()  # the icon's picture arrives a moment after the click; until then it has no size
+    assert driver.line("Delete") == "<span>Delete"

@@ -133,3 +133,34 @@ async def test_an_element_in_a_frame_removed_since_the_observation_is_named(driv
                       "look at the new observation")
     obs = await driver.observe()  # and the page reads fine without it
     assert sum(line.startswith("IFRAME ") for line in obs.page) == 1 and "after the frames" in obs.page
+
+
+async def test_an_open_section_keeps_its_text_and_a_selected_tab_is_not_checked(driver: Driver) -> None:
+    obs = await driver.open("/motion.html")
+    # aria-selected is the current tab: "selected", not a ticked box.
+    assert driver.line("Section #1", "h3") == '<h3 role="tab" selected expanded="true">Section #1'
+    assert driver.line("Section #2", "h3") == '<h3 role="tab" expanded="false">Section #2'
+    # The panel is listed (it has a listener) under its label, and its own text stays on the page.
+    assert driver.line("Section #1", "div") == '<div role="tabpanel">Section #1'
+    panel = obs.page.index(f"[{driver.index('Section #1', 'div')}] <div role=\"tabpanel\">Section #1")
+    assert obs.page[panel + 1:panel + 3] == ["Words of the first section.", "Its second line."]
+
+
+async def test_observing_an_unchanged_page_again_writes_nothing_into_it(driver: Driver) -> None:
+    # Each attribute write invalidates style: a second look at the same page must not rewrite its marks.
+    await driver.open("/form.html")
+    page = driver.session.page
+    await page.evaluate("""() => {
+      window.__writes = [];
+      new MutationObserver((ms) => window.__writes.push(...ms.map(m => m.attributeName)))
+        .observe(document, {attributes: true, subtree: true});
+    }""")
+    again = await driver.observe()
+    assert await page.evaluate("new Promise(r => setTimeout(() => r(window.__writes), 0))") == []
+    assert again.elements == driver.obs.elements if driver.obs else False
+    # A removed element's number goes away and only the elements after it are renumbered.
+    await page.evaluate("document.querySelector('button').remove()")
+    await driver.observe()
+    writes = await page.evaluate("new Promise(r => setTimeout(() => r(window.__writes), 0))")
+    assert writes and set(writes) == {"data-blast-idx"}
+    assert await page.locator("[data-blast-idx]").count() == len(driver.obs.elements) if driver.obs else False

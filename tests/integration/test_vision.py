@@ -13,6 +13,9 @@ import pytest
 
 from blast_grpc.agent.loop import Agent, StepReport
 from blast_grpc.agent.observe import observe
+from blast_grpc.agent.secrets import Secrets, placeholder
+from blast_grpc.agent.tools import Action
+from blast_grpc.agent.tools import Browser as Tools
 from blast_grpc.config import config_from_dict
 from blast_grpc.llm import LLM, UsageMeter
 from blast_grpc.worker.session import BrowserSession
@@ -75,3 +78,47 @@ async def test_the_model_gets_an_image_only_with_allow_vision(sim: Sim, tab_sess
     else:
         assert outcome.text == "I have no screenshot" and images == 0
     assert outcome.success and len(steps) == 2
+
+
+async def test_no_screenshot_when_a_secret_is_on_the_page_or_was_typed_into_it(sim: Sim, tab_session: BrowserSession,
+                                                                               pages: PageServer) -> None:
+    config = config_from_dict({
+        "settings": {"llm_endpoints": {"default": {"base_url": sim.base_url}}, "planner": False,
+                     "allow_loopback": True},
+        "constraints": {"allow_vision": True},
+    })
+    secrets = Secrets({"pw": "hunter2-Zq"})
+    llm = LLM(config)
+    agent = Agent(config, llm, UsageMeter(), _ignore, secrets=secrets)
+    tools = Tools(tab_session, 5.0, secrets=secrets)
+    page = tab_session.page
+    why = "no screenshot with this observation"
+    try:
+        await page.goto(f"{pages.url}/form.html", wait_until="load")
+        obs = await agent._observe(tab_session, typed_secret=tools.typed_secret_here())
+        assert obs.screenshot is not None and not any(why in n for n in obs.notes)  # nothing secret here
+        # Typed into a password field: the page shows only dots, the picture might not.
+        tools.seen = obs
+        index = next(i for i, e in obs.elements.items() if e.name == "Secret")
+        got = await tools.execute(Action("type", {"index": index, "text": placeholder("pw")}, "t"))
+        assert got.startswith(f"Typed into [{index}]"), got
+        assert tools.typed_secret_here()
+        obs = await agent._observe(tab_session, typed_secret=tools.typed_secret_here())
+        assert obs.screenshot is None
+        assert any("a secret was typed into this page" in n for n in obs.notes), obs.notes
+        # A new document is a new page: the secret is no longer in it.
+        await page.goto(f"{pages.url}/next.html", wait_until="load")
+        assert not tools.typed_secret_here()
+        assert (await agent._observe(tab_session, typed_secret=tools.typed_secret_here())).screenshot is not None
+        # A page that shows the value (it echoes it): the text is redacted, the picture is withheld.
+        await page.evaluate("document.body.insertAdjacentHTML('beforeend', '<p>your password: hunter2-Zq</p>')")
+        obs = await agent._observe(tab_session, typed_secret=tools.typed_secret_here())
+        assert f"your password: {placeholder('pw')}" in obs.page
+        assert obs.screenshot is None
+        assert any("a secret value is shown on this page" in n for n in obs.notes), obs.notes
+    finally:
+        await llm.close()
+
+
+async def _ignore(*_: object) -> None:
+    pass

@@ -17,15 +17,12 @@ form is done. A solver that cannot find what it needs finishes with
 ``done(success=false)`` and says what was missing — that is a finding about the
 observation, not something to paper over here.
 
-Where the page is still moving (a section sliding open, a date picker fading out,
-icons whose images are loading) the policy waits and looks again, as a person would.
-A button whose middle lies under another one (click-test-2, click-button-sequence) is
-listed, but the click tool aims at its middle and refuses; the policy then focuses it
-and presses Enter.
-Autocomplete suggestions are chosen with the arrow keys: a click on suggestion N of
-jQuery UI's menu selects the suggestion the pointer was resting on (left there by
-the START click), because the pointer jumps to the target in one move and the menu
-never sees it enter the new item.
+The engine lets the page come to rest after each action (a section sliding open, a date
+picker fading out, images loading), so the policy acts on what it sees and does not wait
+and look again; it waits only for what a person waits for too (a widget's delay before
+its suggestions, the reward after the last click). A button whose middle lies under
+another one (click-test-2, click-button-sequence) is clicked on its free part.
+Autocomplete suggestions are clicked, as a person would: the pointer travels to them.
 """
 
 from __future__ import annotations
@@ -380,15 +377,9 @@ def click_tab(t: Turn) -> None:
     t.click(t.named(tab, "a", "tab"))
 
 
-SLIDE_S = 0.6  # jQuery UI's accordion slides a section open (and the open one shut) in 400 ms
-
-
-def _find_behind_headers(t: Turn, word: str, header: Callable[[Line], bool], kind: str, slides: bool) -> None:
-    """Click the clickable ``word`` if shown; else open the next header not opened yet.
-
-    Sections that ``slides`` open show only part of their links while they move, so
-    the policy watches one open (waits) before it judges what the section holds.
-    """
+def _find_behind_headers(t: Turn, word: str, header: Callable[[Line], bool], kind: str) -> None:
+    """Click the clickable ``word`` if shown; else open the next header not opened yet (the next
+    observation shows the section at rest, fully open)."""
     link = t.page.find(lambda e: e.name == word and not header(e) and e.role != "tabpanel")
     if link is not None:
         t.click(link)
@@ -397,8 +388,6 @@ def _find_behind_headers(t: Turn, word: str, header: Callable[[Line], bool], kin
         note = f"opened {kind} {h.name}"
         if h.expanded() is not True and not t.remembers(note):
             t.click(h)
-            if slides:
-                t.wait(SLIDE_S)
             t.remember(note)
             return
     raise GiveUp(f"{word!r} is in no {kind}")
@@ -407,7 +396,7 @@ def _find_behind_headers(t: Turn, word: str, header: Callable[[Line], bool], kin
 @solver("click-tab-2")
 def click_tab_2(t: Turn) -> None:
     word = _quoted(t, r"find and click on the link")
-    _find_behind_headers(t, word, lambda e: re.fullmatch(r"Tab #\d", e.name) is not None, "tab", slides=False)
+    _find_behind_headers(t, word, lambda e: re.fullmatch(r"Tab #\d", e.name) is not None, "tab")
 
 
 @solver("click-collapsible")
@@ -420,8 +409,8 @@ def click_collapsible(t: Turn) -> None:
 @solver("click-collapsible-2")
 def click_collapsible_2(t: Turn) -> None:
     word = _quoted(t, r"find and click on the link")
-    _find_behind_headers(t, word, lambda e: re.fullmatch(r"Section #\d+", e.name) is not None, "section",
-                         slides=True)
+    _find_behind_headers(t, word, lambda e: re.fullmatch(r"Section #\d+", e.name) is not None and e.role != "tabpanel",
+                         "section")
 
 
 @solver("navigate-tree")
@@ -457,26 +446,21 @@ def navigate_tree(t: Turn) -> None:
 # ---- autocomplete, date and time -----------------------------------------------------------
 @solver("use-autocomplete")
 def use_autocomplete(t: Turn) -> None:
-    """Type the start, choose a fitting suggestion with the arrow keys, then Submit.
-
-    The keyboard, as the page's own hint says ("use up and down arrow keys"): a click
-    on a suggestion selects the one the pointer rested on before (see the module notes).
-    The open list covers Submit, so Submit comes a step later.
-    """
+    """Type the start, click a fitting suggestion, then Submit (the open list covers Submit, so
+    Submit comes a step later, when the list has closed)."""
     m = t.ask(r'starts with\s*"\s*(.+?)\s*"(?:\s*and ends with\s*"\s*(.+?)\s*")?')
     start, end = m.group(1), m.group(2) or ""
     submit = t.page.find(lambda e: e.tag == "button" and e.name == "Submit")
     if t.remembers("autocomplete: picked"):
-        if submit is not None:
-            t.click(submit)
-        else:
-            t.wait()
+        if submit is None:
+            raise GiveUp("the Submit button is still covered after the suggestion was picked")
+        t.click(submit)
         return
     box = t.element("the tags field", lambda e: e.tag == "input")
     suggestions = [e for e in t.page.after(box) if e.tag == "li" or e.role in ("option", "menuitem")]
-    pick = next((i for i, e in enumerate(suggestions) if e.name.startswith(start) and e.name.endswith(end)), None)
+    pick = next((e for e in suggestions if e.name.startswith(start) and e.name.endswith(end)), None)
     if pick is not None:
-        t.send_keys(" ".join(["ArrowDown"] * (pick + 1) + ["Enter"]), box)
+        t.click(pick)
         t.remember("autocomplete: picked")
     elif not t.remembers("autocomplete: typed"):
         t.type(box, start)
@@ -515,12 +499,8 @@ def choose_date_easy(t: Turn) -> None:
     m = t.ask(r"Select (\d\d)/(\d\d)/(\d{4}) as the date")
     month, day = _MONTHS[int(m.group(1)) - 1], str(int(m.group(2)))
     if t.remembers("date: day picked"):
-        # The picker fades out over Submit: until it is gone, Submit is covered and not listed.
-        submit = t.page.find(lambda e: e.tag == "button" and e.name == "Submit")
-        if submit is not None:
-            t.click(submit)
-        else:
-            t.wait()
+        # The picker faded out over Submit; the observation came after it was gone.
+        t.click(t.button("Submit"))
     elif f"{month} {m.group(3)}" in t.instruction:
         t.click(t.named(day, "a", "td", "button", "gridcell"))
         t.remember("date: day picked")
@@ -547,10 +527,6 @@ def _email_icon(t: Turn, which: int) -> None:
     that follow the sender's name (the row itself is listed before its text)."""
     sender = t.ask(r"Find the email by (.+?) and click the").group(1)
     at = next((i for i, line in enumerate(t.page.lines) if not line.is_element and line.text == sender), None)
-    if at is None and t.page.find(lambda e: e.name.startswith(sender + " ")) is not None:
-        # The row is listed whole, its text as its name: its icons (images) are not drawn yet.
-        t.wait()
-        return
     if at is None:
         raise GiveUp(f"no email from {sender!r} in the list")
     row = next((line for line in reversed(t.page.lines[:at]) if line.is_element), None)
@@ -562,9 +538,8 @@ def _email_icon(t: Turn, which: int) -> None:
             icons.append(line)
         if len(icons) == 2:
             break
-    if len(icons) < 2:
-        t.wait()  # an icon's image is still loading: it has no size yet, so it is not listed
-        return
+    if len(icons) < 2:  # the observation waits for the icons' images, so they are drawn by now
+        raise GiveUp(f"the email from {sender!r} shows {len(icons)} of its 2 icons")
     t.click(icons[which])
 
 
