@@ -91,3 +91,20 @@ async def test_a_crashed_worker_loop_exits_the_worker_with_its_code_and_the_task
     reason = exit_reason(EXIT_LOOP_CRASHED)
     assert reason is not None and f"exited with code {EXIT_LOOP_CRASHED}: {reason}" in text
     assert text.count("kept-context-janitor crashed") == 1  # the new worker runs on
+
+
+async def test_a_crashed_orphan_sweeper_stops_the_coordinator_with_its_traceback(
+        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "engine.log"
+    monkeypatch.setenv(CRASH_ENV, "orphan-sweeper")  # the sweep runs every 2 s from the start
+    with stderr_to(log):
+        eng = await Engine.create(overrides=engine_overrides(sim, workers=1))
+    monkeypatch.delenv(CRASH_ENV)
+    try:
+        code = await asyncio.wait_for(eng.proc.wait(), NO_HANG_S)
+    finally:
+        await eng.stop()
+    assert code == 1
+    text = log.read_text(errors="replace")
+    assert "orphan-sweeper crashed" in text and "Traceback (most recent call last)" in text
+    assert "InjectedCrash: crash injected into 'orphan-sweeper'" in text
