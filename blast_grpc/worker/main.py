@@ -123,6 +123,9 @@ async def _serve(worker_id: str, address: str, config: Config, broker_address: s
         if tasks.failed.is_set() and not stop.is_set():
             log.critical("worker %s stopping: %s", worker_id, tasks.crash)
             exit_code = EXIT_LOOP_CRASHED
+            # Running tasks end now with a step saying why, and the coordinator retries them.
+            service.browser_lost(f"worker {worker_id} stopped because a long-lived loop of it crashed "
+                                 f"({tasks.crash})", "(worker loop crashed)")
         stop.set()  # from here the browser closing is this shutdown, not a lost browser
         await server.stop(grace=1.0)
         await idle.close()

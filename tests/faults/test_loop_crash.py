@@ -80,10 +80,15 @@ async def test_a_crashed_worker_loop_exits_the_worker_with_its_code_and_the_task
 
         await wait_for(restarted, "the supervisor to start a new worker after the janitor crashed")
         events = [ev async for ev in c.watch(task.task_id, from_seq=1)]
+        assert events[-1].HasField("completed"), events
         assert (await c.get_task(task.task_id)).state == pb.TASK_STATE_COMPLETED
     assert crashed.exists()
-    assert events[-1].HasField("completed"), events[-1]
     assert GORILLAS["Asia"].name in events[-1].completed.result
+    # If the task was running when the worker stopped, it says so and was started again.
+    ended = [e.step for e in events if e.HasField("step") and e.step.action == "(worker loop crashed)"]
+    if ended:
+        assert "kept-context-janitor" in ended[0].result, ended[0]
+        assert sum(e.HasField("started") for e in events) >= 2
     text = log.read_text(errors="replace")
     assert "kept-context-janitor crashed" in text and "Traceback (most recent call last)" in text
     assert "InjectedCrash: crash injected into 'kept-context-janitor'" in text
