@@ -12,11 +12,14 @@ tasks (as ``asyncio.TaskGroup`` is for a block, but for a whole process)::
                                        exits non-zero, so its supervisor restarts it)
 
 Work that is not a task (a thread, a callback) reports its crash with ``crashed``.
-``aclose`` cancels what is left and waits for it; it is idempotent.
+``aclose`` cancels what is left and waits for it; it is idempotent. A process's main
+coroutine waits with ``first_of(stop, tasks.failed)`` (a signal or a crash).
 
 Tests inject a crash with ``BLAST_TEST_CRASH_LOOP=<name>``: ``fault_point(name)`` then
 raises where a loop calls it. The variable is read each call, so it costs nothing when
-unset and is never set outside tests.
+unset and is never set outside tests. With ``BLAST_TEST_CRASH_ONCE=<file>`` as well, only
+the first call (in any process: the file is created exclusively) crashes, so a process
+restarted by its supervisor, which inherits the same environment, runs on normally.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any, Coroutine, TypeVar
 log = logging.getLogger("blast_grpc.supervise")
 T = TypeVar("T")
 CRASH_ENV = "BLAST_TEST_CRASH_LOOP"
+CRASH_ONCE_ENV = "BLAST_TEST_CRASH_ONCE"
 
 
 class InjectedCrash(RuntimeError):
@@ -37,8 +41,15 @@ class InjectedCrash(RuntimeError):
 
 def fault_point(name: str) -> None:
     """Raise ``InjectedCrash`` when the tests asked the loop ``name`` to crash here."""
-    if os.environ.get(CRASH_ENV) == name:
-        raise InjectedCrash(f"crash injected into {name!r} ({CRASH_ENV})")
+    if os.environ.get(CRASH_ENV) != name:
+        return
+    once = os.environ.get(CRASH_ONCE_ENV)
+    if once:
+        try:  # O_EXCL: of all the processes sharing this environment, exactly one crashes
+            os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            return
+    raise InjectedCrash(f"crash injected into {name!r} ({CRASH_ENV})")
 
 
 class TaskSet:
@@ -78,3 +89,14 @@ class TaskSet:
                 t.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             self._tasks.difference_update(pending)
+
+
+async def first_of(*events: asyncio.Event) -> None:
+    """Return once any of ``events`` is set (e.g. a stop signal or a ``TaskSet``'s ``failed``)."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)

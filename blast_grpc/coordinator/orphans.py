@@ -15,6 +15,10 @@ Children that ``launching()`` covers (a spawn in progress) and ``known`` ones ar
 touched. The coordinator runs as a process of its own (``blast-grpc serve``), whose only
 children are the workers and the gateway it starts; children it had before are known. Orphans are reaped with ``waitpid`` on their own pid only: the event loop's
 own children (workers, the gateway) are left to the event loop.
+
+The periodic sweep is one of the coordinator's long-lived loops, so it belongs to the
+coordinator's ``TaskSet`` (``supervise.py``): if it crashes the coordinator stops loudly
+instead of letting orphans pile up unnoticed.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Iterator
 import psutil
 
 from ..procutil import become_subreaper
+from ..supervise import TaskSet, fault_point
 
 log = logging.getLogger("blast_grpc.supervisor")
 
@@ -75,13 +80,15 @@ class Orphans:
             log.info("ended %d orphaned process(es) of the engine", alive)
         return alive
 
-    def start(self, interval_s: float = 2.0) -> None:
+    def start(self, tasks: TaskSet, interval_s: float = 2.0) -> None:
+        """Sweep every ``interval_s`` as a task of ``tasks`` (the coordinator's); ``finish`` stops it."""
         if self.enabled:
-            self._sweeper = asyncio.create_task(self._sweep(interval_s), name="orphan-sweeper")
+            self._sweeper = tasks.spawn(self._sweep(interval_s), name="orphan-sweeper")
 
     async def _sweep(self, interval_s: float) -> None:
         while True:
             await asyncio.sleep(interval_s)
+            fault_point("orphan-sweeper")
             self.collect()
 
     async def finish(self, timeout_s: float = 10.0) -> None:

@@ -32,11 +32,15 @@ from .._proto.blast.v1 import blast_pb2 as pb
 from .._proto.blast.worker.v1 import worker_pb2 as wpb
 from ..config import Config
 from ..supervise import TaskSet, fault_point
+from ..worker.exits import EXITING_METADATA
 from .budget import Budget
 from .tasks import TaskRecord, add_usage, now_ts
 from .workers import WorkerHandle
 
 log = logging.getLogger("blast_grpc.scheduler")
+
+DIED_WAIT_S = 1.0  # how long a broken stream waits for its worker's exit to name the cause
+EXITING_WAIT_S = 60.0  # the same for a worker that said it is exiting (it may close its browser first)
 
 
 class Scheduler:
@@ -231,7 +235,9 @@ class Scheduler:
                     return
             await self._worker_lost(rec, worker, "the worker ended the task's stream without an answer")
         except grpc.aio.AioRpcError as exc:
-            await self._worker_lost(rec, worker, f"lost the connection to worker {worker.worker_id}: {exc.details()}")
+            exiting = any(k == EXITING_METADATA for k, _ in (exc.trailing_metadata() or ()))
+            await self._worker_lost(rec, worker, f"lost the connection to worker {worker.worker_id}: {exc.details()}",
+                                    EXITING_WAIT_S if exiting else DIED_WAIT_S)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -269,11 +275,14 @@ class Scheduler:
             return True
         return False
 
-    async def _worker_lost(self, rec: TaskRecord, worker: WorkerHandle, fallback: str) -> None:
+    async def _worker_lost(self, rec: TaskRecord, worker: WorkerHandle, fallback: str,
+                           wait_s: float = DIED_WAIT_S) -> None:
         # The stream usually breaks a moment before the supervisor sees the exit; give
-        # it that moment so the reason can say how the worker died.
+        # it that moment so the reason can say how the worker died. A worker that said it is
+        # exiting (EXITING_METADATA) gets until it has: until then it still looks ready, and
+        # the retry would go to it again.
         try:
-            await asyncio.wait_for(worker.died.wait(), timeout=1.0)
+            await asyncio.wait_for(worker.died.wait(), timeout=wait_s)
             reason = f"worker {worker.worker_id} died ({worker.last_exit}) while running the task"
         except TimeoutError:
             reason = fallback

@@ -48,7 +48,7 @@ from ..chromium import ChromiumNotFound, find_chromium
 from ..config import Config
 from ..httpserve import EmbeddedServer
 from ..procutil import write_ready_file
-from ..supervise import TaskSet
+from ..supervise import TaskSet, first_of
 from .auth import ApiKeyInterceptor
 from .broker import TaskBroker
 from .budget import Budget
@@ -166,7 +166,7 @@ class Coordinator:
         self.scheduler.start()
         if self.config.constraints.max_memory is not None:
             self.tasks.spawn(self._sample_memory(), name="memory-sampler")
-        self.orphans.start()
+        self.orphans.start(self.tasks)
         # Once, here, for every worker: off the loop, because the last resort (Playwright's own
         # download) asks Playwright's sync API, which refuses to run inside an event loop.
         try:
@@ -231,17 +231,6 @@ def _without_keys(config: Config) -> Config:
     return safe
 
 
-async def _first(*events: asyncio.Event) -> None:
-    """Return once any of ``events`` is set."""
-    waits = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waits:
-            w.cancel()
-        await asyncio.gather(*waits, return_exceptions=True)
-
-
 async def run_coordinator(config: Config, ready_file: str | None = None) -> int:
     """Serve until SIGTERM/SIGINT (exit 0 after draining) or a crashed loop (exit 1)."""
     stop = asyncio.Event()
@@ -264,7 +253,7 @@ async def run_coordinator(config: Config, ready_file: str | None = None) -> int:
                 "pid": os.getpid(),
                 "runtime_dir": str(coord.runtime_dir),
             })
-        await _first(stop, coord.tasks.failed)
+        await first_of(stop, coord.tasks.failed)
         crashed = coord.tasks.failed.is_set()
         if crashed:
             log.critical("stopping: %s", coord.tasks.crash)

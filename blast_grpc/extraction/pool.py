@@ -10,6 +10,11 @@ or have their answer dropped. If a reader process dies the executor is broken:
 the extraction fails with ``ExtractionError`` (naming what died) and a new executor
 is started at once in the background (``_respawn``), so the pool is back to
 ``processes`` readers even before the next extraction needs them.
+
+That background start (and the first one, ``start_soon``) belongs to the owner's
+``TaskSet`` (``supervise.py``; the worker's): a start that fails the way starting
+processes can fail is logged and the next extraction tries again; anything else is a
+bug, logged with its traceback, and stops the worker so that it is restarted whole.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from types import TracebackType
 from typing import Any, Sequence
 
 from ..config import Config, model_name
+from ..supervise import TaskSet
 from . import reader
 from .blocks import ChunkRef, check_owner_tag, create_block, release_block
 from .chunks import split_chunks
@@ -86,7 +92,7 @@ class ExtractionPool:
     ``async with ExtractionPool(...) as pool``.
     """
 
-    def __init__(self, config: Config, owner_tag: str, processes: int) -> None:
+    def __init__(self, config: Config, owner_tag: str, processes: int, tasks: TaskSet | None = None) -> None:
         # Imported here rather than at the top: reader processes import this package
         # but must not pay for the agent loop's imports (Playwright).
         from ..agent.loop import EXTRACT_PROMPT
@@ -99,7 +105,8 @@ class ExtractionPool:
         self._model = model_name(config.constraints.llm_model_mini)
         self._executor: ProcessPoolExecutor | None = None
         self._retired: list[ProcessPoolExecutor] = []
-        self._respawning: asyncio.Task[None] | None = None
+        self.tasks = tasks if tasks is not None else TaskSet()  # owns the background starts
+        self._respawning: asyncio.Task[None] | None = None  # the background start running, if any
         self._closed = False
 
     def _live_executor(self) -> ProcessPoolExecutor:
@@ -119,9 +126,7 @@ class ExtractionPool:
         if self._executor is executor:
             self._executor = None
             log.warning("extraction pool %s: a reader process died; starting new processes", self._tag)
-            if not self._closed and (self._respawning is None or self._respawning.done()):
-                self._respawning = asyncio.create_task(self._respawn(), name=f"extraction-respawn-{self._tag}")
-                self._respawning.add_done_callback(self._respawned)
+            self._start_in_background(f"extraction-respawn-{self._tag}")
         if executor not in self._retired:
             self._retired.append(executor)
             await asyncio.to_thread(_stop_executor, executor, 0.0)
@@ -134,10 +139,16 @@ class ExtractionPool:
         except ExtractionError as exc:
             log.error("extraction pool %s: %s", self._tag, exc)
 
-    def _respawned(self, task: asyncio.Task[None]) -> None:
-        # _respawn handles the failures it expects; anything else is a bug, shown with its traceback.
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("extraction pool %s: restarting the readers failed", self._tag, exc_info=exc)
+    def start_soon(self) -> None:
+        """Spawn the reader processes in the background: the owner is ready without them, and
+        the first extraction simply shares the executor that is starting."""
+        self._start_in_background(f"extraction-warmup-{self._tag}")
+
+    def _start_in_background(self, name: str) -> None:
+        # One background start at a time; _respawn handles the failures it expects, and the
+        # TaskSet reports anything else (a bug) with its traceback.
+        if not self._closed and (self._respawning is None or self._respawning.done()):
+            self._respawning = self.tasks.spawn(self._respawn(), name=name)
 
     def reader_pids(self) -> list[int]:
         """The pids of the reader processes running now (diagnostics)."""

@@ -20,6 +20,12 @@ Every context this object creates ends closed, whoever gave up on it: a context
 whose creation was cancelled half-way is closed once it exists, and the clean-up of a
 finished task (``adopt``) runs as a task owned here, not in the gRPC handler, which
 the coordinator cancels when it ends the stream. ``close()`` waits for those clean-ups.
+
+The kept-context janitor and the warm refill run for the life of the worker and belong
+to the worker's ``TaskSet`` (``supervise.py``): if one raises, its traceback is logged
+and the worker exits with ``EXIT_LOOP_CRASHED`` rather than keep contexts forever or
+stop refilling unnoticed. A clean-up belongs to one task, so one that fails is logged
+with its traceback and the worker carries on.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from playwright.async_api import Browser, BrowserContext
 
 from ..agent.dom_script import LISTENERS_SCRIPT
 from ..agent.popups import BLOCK_POPUPS_SCRIPT
+from ..supervise import TaskSet, fault_point
 from .egress import Egress
 from .navigation import Refusals
 
@@ -45,8 +52,9 @@ Prepare = Callable[[BrowserContext, Refusals], Awaitable[None]]
 
 class IdleContexts:
     def __init__(self, browser: Browser, warm: int, keep_alive_s: float, prepare: Prepare, egress: Egress,
-                 max_kept: int = 64) -> None:
+                 max_kept: int = 64, tasks: TaskSet | None = None) -> None:
         self._browser = browser
+        self.tasks = tasks if tasks is not None else TaskSet()  # owns the janitor and the refill
         self.egress = egress
         self._warm_target = warm
         self._keep_alive_s = keep_alive_s
@@ -116,14 +124,14 @@ class IdleContexts:
         return self.egress.refusals(ctx)
 
     def start(self) -> None:
-        self._janitor = asyncio.create_task(self._expire_loop(), name="kept-context-janitor")
+        self._janitor = self.tasks.spawn(self._expire_loop(), name="kept-context-janitor")
         self.refill()
 
     def refill(self) -> None:
         """Top the warm contexts up in the background (one refill at a time)."""
         if self._closed or self._warm_target == 0 or (self._refill is not None and not self._refill.done()):
             return
-        self._refill = asyncio.create_task(self._fill(), name="warm-contexts")
+        self._refill = self.tasks.spawn(self._fill(), name="warm-contexts")
 
     async def _fill(self) -> None:
         while not self._closed and len(self._warm) < self._warm_target:
@@ -185,6 +193,7 @@ class IdleContexts:
     async def _expire_loop(self) -> None:
         while True:
             await asyncio.sleep(1.0)
+            fault_point("kept-context-janitor")
             now = time.monotonic()
             expired = [tid for tid, (_, until) in self._kept.items() if until <= now]
             for tid in expired:
@@ -197,6 +206,7 @@ class IdleContexts:
         for t in (self._refill, self._janitor):
             if t is not None:
                 t.cancel()
+                # Its crash, if any, was reported to the TaskSet when it happened.
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
         if self._cleanups:

@@ -3,7 +3,9 @@
 Started by the coordinator's supervisor (``blast-grpc worker ...``) or by hand on
 another host. It exits when its browser disconnects (so the supervisor restarts a
 whole, healthy worker), with ``EXIT_BROWSER_LOST`` after telling each running task
-what died, and on SIGTERM, after closing its browser. It logs at
+what died; when one of its long-lived loops crashes (they belong to a ``TaskSet``,
+``supervise.py``), with ``EXIT_LOOP_CRASHED`` after logging the traceback; and on
+SIGTERM, after closing its browser. It logs at
 ``settings.blastai_log_level`` to stderr and ``settings.logs_dir``/worker-<id>.log
 (``logsetup.py``) and loads ``settings.secrets_file_path`` once at start; secret values
 are redacted from its log output.
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -46,9 +47,10 @@ from ..extraction import ExtractionPool
 from ..llm import LLM
 from ..logsetup import setup_logging
 from ..procutil import die_with_parent, write_deathsig_wrapper
+from ..supervise import TaskSet, first_of
 from .contexts import IdleContexts
 from .egress import Egress
-from .exits import EXIT_BROWSER_LOST
+from .exits import EXIT_BROWSER_LOST, EXIT_LOOP_CRASHED
 from .navigation import UrlPolicy
 from .navigation import install as install_policy
 from .service import WorkerService
@@ -79,6 +81,9 @@ async def _serve(worker_id: str, address: str, config: Config, broker_address: s
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     exit_code = 0
+    # The owner of the worker's long-lived tasks (context janitor, warm refill, extraction
+    # starts): a crash in one is logged with its traceback and the worker exits EXIT_LOOP_CRASHED.
+    tasks = TaskSet()
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         service: WorkerService | None = None
@@ -98,17 +103,14 @@ async def _serve(worker_id: str, address: str, config: Config, broker_address: s
         broker_channel = grpc.aio.insecure_channel(broker_address) if broker_address else None
         broker = wgrpc.TaskBrokerServiceStub(broker_channel) if broker_channel is not None else None
         extraction = None
-        warmup: asyncio.Task[None] | None = None
         if config.constraints.allow_parallelism.data:
-            extraction = ExtractionPool(config, worker_id, config.settings.extraction_processes)
-            # Spawn the readers in the background: the worker is ready without them, and the
-            # first extraction simply shares the executor that is starting.
-            warmup = asyncio.create_task(extraction.start(), name="extraction-warmup")
+            extraction = ExtractionPool(config, worker_id, config.settings.extraction_processes, tasks)
+            extraction.start_soon()
         policy = UrlPolicy.from_config(config)
         egress = Egress(policy)
         idle = IdleContexts(browser, config.settings.warm_contexts, config.settings.context_keep_alive_s,
                             lambda ctx, refusals: install_policy(ctx, policy, refusals), egress,
-                            max_kept=config.settings.max_kept_contexts)
+                            max_kept=config.settings.max_kept_contexts, tasks=tasks)
         idle.start()
         server = grpc.aio.server()
         service = WorkerService(worker_id, config, browser, llm, idle, policy, broker, extraction, secrets)
@@ -117,20 +119,24 @@ async def _serve(worker_id: str, address: str, config: Config, broker_address: s
             raise SystemExit(f"worker {worker_id}: cannot listen on {address}")
         await server.start()
         log.info("worker %s ready on %s (pid %d)", worker_id, address, os.getpid())
-        await stop.wait()
+        await first_of(stop, tasks.failed)
+        if tasks.failed.is_set() and not stop.is_set():
+            log.critical("worker %s stopping: %s", worker_id, tasks.crash)
+            exit_code = EXIT_LOOP_CRASHED
+            # Running tasks end now with a step saying why, and the coordinator retries them.
+            service.browser_lost(f"worker {worker_id} stopped because a long-lived loop of it crashed "
+                                 f"({tasks.crash})", "(worker loop crashed)")
+        stop.set()  # from here the browser closing is this shutdown, not a lost browser
         await server.stop(grace=1.0)
         await idle.close()
         await egress.close()  # the proxies of contexts still open (their browser closes below)
-        if warmup is not None:
-            warmup.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await warmup
         if extraction is not None:
             await extraction.close()
+        await tasks.aclose()  # anything of the TaskSet's the owners above did not stop
         if broker_channel is not None:
             await broker_channel.close()
         await llm.close()
-        if exit_code == 0:
+        if exit_code != EXIT_BROWSER_LOST:  # a lost browser cannot be closed
             await browser.close()
     return exit_code
 

@@ -10,7 +10,9 @@ If the worker's Chromium dies, ``browser_lost`` ends every running task at once:
 last step event says what died (the step that was interrupted, ``Error: the Chromium
 browser of worker w1 died ...``), then the call fails with ``UNAVAILABLE`` and the
 worker exits (``EXIT_BROWSER_LOST``), so the coordinator treats it as a dead worker
-and retries the task elsewhere. Nothing a task's events carry (plan, steps, answer,
+and retries the task elsewhere. A worker that stops because one of its long-lived loops
+crashed (``EXIT_LOOP_CRASHED``) ends its running tasks the same way, with the step action
+``(worker loop crashed)``. Nothing a task's events carry (plan, steps, answer,
 error) contains a secret value: it all passes ``Secrets.redact``.
 """
 
@@ -38,8 +40,11 @@ from ..extraction import ExtractionError, ExtractionPool
 from ..llm import LLM, LLMUnavailable, UsageMeter
 from .broker_client import GrpcBroker, budget_gate
 from .contexts import IdleContexts
+from .exits import EXITING_METADATA
 from .navigation import UrlPolicy
 from .session import BrowserSession
+
+EXITING = ((EXITING_METADATA, "1"),)  # see exits.py
 
 log = logging.getLogger("blast_grpc.worker")
 
@@ -101,14 +106,17 @@ class WorkerService(wgrpc.WorkerServiceServicer):
         self.secrets = secrets or Secrets()
         # Running tasks' update queues and agents; None in a queue means "the browser is gone".
         self._running: dict[str, tuple[asyncio.Queue[wpb.RunTaskResponse | None], Agent]] = {}
-        self.lost_reason = ""  # set once the browser died
+        self.lost_reason = ""  # set once the browser died (or the worker stops after a crashed loop)
+        self.lost_action = ""  # the action of the last step a running task then reports
         # Only with a cost limit does an LLM call ask the coordinator first (AwaitBudget).
         c = config.constraints
         self._cost_limited = c.max_cost_per_minute is not None or c.max_cost_per_hour is not None
 
-    def browser_lost(self, reason: str) -> None:
-        """The browser died: every running task reports it and ends (see the module docs)."""
+    def browser_lost(self, reason: str, action: str = "(browser lost)") -> None:
+        """The browser died, or the worker stops because a loop of it crashed (``action`` says
+        which): every running task reports it and ends (see the module docs)."""
         self.lost_reason = reason
+        self.lost_action = action
         for queue, _ in self._running.values():
             queue.put_nowait(None)
 
@@ -116,7 +124,7 @@ class WorkerService(wgrpc.WorkerServiceServicer):
         retries = self.config.settings.task_retries_on_worker_death
         then = ("the engine retries the task on another worker" if attempt <= retries
                 else "the task cannot be retried again (settings.task_retries_on_worker_death)")
-        report = StepReport(max(agent.current_step, 1), "", "(browser lost)", "", f"Error: {self.lost_reason}; {then}")
+        report = StepReport(max(agent.current_step, 1), "", self.lost_action, "", f"Error: {self.lost_reason}; {then}")
         return _step_msg(report, self.secrets)
 
     def _extractor(self, meter: UsageMeter) -> Callable[[str, str], Awaitable[tuple[str, str]]] | None:
@@ -155,7 +163,7 @@ class WorkerService(wgrpc.WorkerServiceServicer):
     ) -> AsyncIterator[wpb.RunTaskResponse]:
         task_id = request.task_id
         if self.lost_reason:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, self.lost_reason)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, self.lost_reason, EXITING)
         if task_id in self.sessions:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"task {task_id} is already running here")
         queue: asyncio.Queue[wpb.RunTaskResponse | None] = asyncio.Queue()
@@ -196,7 +204,7 @@ class WorkerService(wgrpc.WorkerServiceServicer):
                 msg = await queue.get()
                 if msg is None:  # the browser died under the task (what came before it still counts)
                     yield self._lost_step(agent, request.attempt)
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, self.lost_reason)
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, self.lost_reason, EXITING)
                     return
                 msg = _redacted(msg, self.secrets)
                 if msg.WhichOneof("kind") in ("completed", "failed"):
