@@ -10,6 +10,7 @@ break an engine (kill a worker, bad config) start their own with ``start_engine`
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import tempfile
@@ -19,8 +20,10 @@ from typing import Any, AsyncIterator, Iterator
 import httpx
 import pytest
 import pytest_asyncio
+from playwright.async_api import Browser, async_playwright
 
 from blast_grpc import Client, Engine
+from blast_grpc.chromium import CHROMIUM_ARGS, find_chromium
 from blast_grpc.demo_site.server import DemoSite
 from blast_grpc.procutil import stop_process, wait_ready_file
 
@@ -109,3 +112,15 @@ async def engine(sim: Sim) -> AsyncIterator[Engine]:
 @pytest_asyncio.fixture(scope="session")
 async def client(engine: Engine) -> Client:
     return engine.client
+
+
+@pytest_asyncio.fixture(scope="module")
+async def chromium() -> AsyncIterator[Browser]:
+    """One real Chromium driven directly (no engine), for tests of the worker's parts."""
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=await asyncio.to_thread(find_chromium), args=CHROMIUM_ARGS,
+                                     headless=True)
+        try:
+            yield b
+        finally:
+            await b.close()

@@ -2,7 +2,7 @@
 
 ::
 
-    <settings.runtime_dir or the temp dir>/blast-XXXXXXXX/
+    <settings.runtime_dir or the temp dir>/blast-<8 random characters>/
         coordinator.lock      flock'ed by the live coordinator for as long as it runs
         config.json           the config for workers and gateway, without settings.api_keys
         broker.sock, w1.sock  internal gRPC sockets

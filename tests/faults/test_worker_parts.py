@@ -20,12 +20,11 @@ from typing import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, async_playwright
+from playwright.async_api import Browser, BrowserContext
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from blast_grpc.agent.loop import MAX_SILENT_STEPS, Agent, AgentFailed, StepReport
 from blast_grpc.agent.observe import observe
-from blast_grpc.chromium import CHROMIUM_ARGS, find_chromium
 from blast_grpc.config import Config, config_from_dict
 from blast_grpc.demo_site.server import DemoSite
 from blast_grpc.extraction import cleanup_blocks
@@ -41,14 +40,9 @@ from .conftest import now, wait_for
 pytestmark = [pytest.mark.browser]
 
 
-@pytest_asyncio.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=await asyncio.to_thread(find_chromium), args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            await b.close()
+@pytest.fixture(scope="module")
+def browser(chromium: Browser) -> Browser:
+    return chromium
 
 
 async def _noop(*_: object) -> None:

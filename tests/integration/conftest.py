@@ -6,12 +6,11 @@ from typing import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, async_playwright
+from playwright.async_api import Browser, BrowserContext
 
 from blast_grpc.agent.observe import Observation, observe
 from blast_grpc.agent.tools import Action
 from blast_grpc.agent.tools import Browser as Tools
-from blast_grpc.chromium import CHROMIUM_ARGS, find_chromium
 from blast_grpc.worker.contexts import IdleContexts
 from blast_grpc.worker.egress import Egress
 from blast_grpc.worker.navigation import UrlPolicy
@@ -26,16 +25,6 @@ NO_HANG_S = 30  # generous: a bound that says "did not wait for the action timeo
 def pages() -> Iterator[PageServer]:
     with PageServer() as server:
         yield server
-
-
-@pytest_asyncio.fixture(scope="module")
-async def chromium() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            await b.close()
 
 
 async def _noop(*_: object) -> None:

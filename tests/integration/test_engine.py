@@ -91,11 +91,10 @@ async def test_cancel_during_a_step_closes_the_context(client: Client, site: Dem
         return any(task.task_id in w.open_contexts for w in m.workers)
 
     assert await context_open()
-    t0 = time.monotonic()
+    # How fast a cancel frees the context is measured in `make bench` (first_of_n: "contexts
+    # released after the win"); here only that it happens.
     cancelled = await client.cancel(task.task_id, "test says stop")
-    elapsed = time.monotonic() - t0
     assert cancelled.state == pb.TASK_STATE_CANCELLED and cancelled.error == "test says stop"
-    assert elapsed < 1.0, f"cancel took {elapsed:.2f}s"
     assert await _wait_for(lambda: _negate(context_open), 2.0), "the context stayed open"
     last = [ev async for ev in client.watch(task.task_id, from_seq=cancelled.last_seq)]
     assert last[-1].HasField("cancelled")

@@ -304,7 +304,8 @@ async def test_latency_ttft_and_token_rate(tmp_path: Path) -> None:
             r = await c.chat.completions.create(model="m", messages=AGENT_MSGS, tools=TOOLS)
             elapsed = time.monotonic() - t0
             gen = r.usage.completion_tokens / 40
-            assert 0.2 + gen <= elapsed < 0.2 + gen + 0.5
+            # At least the configured latency (an upper bound would fail on a loaded machine).
+            assert 0.2 + gen <= elapsed
             stream = await c.chat.completions.create(model="m", messages=AGENT_MSGS, tools=TOOLS, stream=True)
             t0 = time.monotonic()
             stamps = [time.monotonic() - t0 async for _ in stream]
