@@ -11,11 +11,12 @@ break an engine (kill a worker, bad config) start their own with ``start_engine`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 import httpx
 import pytest
@@ -124,3 +125,36 @@ async def chromium() -> AsyncIterator[Browser]:
             yield b
         finally:
             await b.close()
+
+
+@contextlib.asynccontextmanager
+async def tcp_server(serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+                     ) -> AsyncIterator[int]:
+    """A raw TCP server on 127.0.0.1, port 0, running ``serve`` for each connection; yields the port.
+
+    A client that goes away mid-conversation is not an error; on exit every connection's
+    handler is cancelled and awaited, so nothing outlives the block.
+    """
+    handlers: set[asyncio.Task[None]] = set()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            await serve(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            handlers.discard(task)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        for t in list(handlers):
+            t.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await server.wait_closed()

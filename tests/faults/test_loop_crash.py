@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,23 +30,35 @@ from .conftest import NO_HANG_S, stderr_to, wait_for
 pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
 
 
-async def test_a_crashed_dispatcher_stops_the_coordinator_with_its_traceback(
-        sim: Sim, site: DemoSite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    overrides = engine_overrides(sim, workers=1, task_db_path=str(tmp_path / "tasks.sqlite"))
+async def crash_coordinator(overrides: dict[str, Any], loop: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                            submit: str | None = None) -> list[Any]:
+    """Start a coordinator whose ``loop`` crashes (submitting ``submit`` first, if given); check that
+    it exits 1 with the loop's traceback in its log. Returns the submitted task (or nothing)."""
     log = tmp_path / "engine.log"
-    monkeypatch.setenv(CRASH_ENV, "scheduler")
+    monkeypatch.setenv(CRASH_ENV, loop)
     with stderr_to(log):
         eng = await Engine.create(overrides=overrides)
     monkeypatch.delenv(CRASH_ENV)
+    submitted = []
     try:
-        task = await eng.client.submit(f"On {site.url}index.html find the largest gorilla in Asia")
+        if submit is not None:
+            submitted.append(await eng.client.submit(submit))
         code = await asyncio.wait_for(eng.proc.wait(), NO_HANG_S)
     finally:
         await eng.stop()
     assert code == 1
     text = log.read_text(errors="replace")
-    assert "scheduler crashed" in text and "Traceback (most recent call last)" in text
-    assert "InjectedCrash: crash injected into 'scheduler'" in text
+    assert f"{loop} crashed" in text and "Traceback (most recent call last)" in text
+    assert f"InjectedCrash: crash injected into '{loop}'" in text
+    return submitted
+
+
+async def test_a_crashed_dispatcher_stops_the_coordinator_with_its_traceback(
+        sim: Sim, site: DemoSite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    overrides = engine_overrides(sim, workers=1, task_db_path=str(tmp_path / "tasks.sqlite"))
+    task_ids = await crash_coordinator(overrides, "scheduler", tmp_path, monkeypatch,
+                                       submit=f"On {site.url}index.html find the largest gorilla in Asia")
+    task = task_ids[0]
 
     # Nothing submitted was lost: the next start runs the task that never started.
     async with Engine.create(overrides=overrides) as again:
@@ -100,16 +113,5 @@ async def test_a_crashed_worker_loop_exits_the_worker_with_its_code_and_the_task
 
 async def test_a_crashed_orphan_sweeper_stops_the_coordinator_with_its_traceback(
         sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    log = tmp_path / "engine.log"
-    monkeypatch.setenv(CRASH_ENV, "orphan-sweeper")  # the sweep runs every 2 s from the start
-    with stderr_to(log):
-        eng = await Engine.create(overrides=engine_overrides(sim, workers=1))
-    monkeypatch.delenv(CRASH_ENV)
-    try:
-        code = await asyncio.wait_for(eng.proc.wait(), NO_HANG_S)
-    finally:
-        await eng.stop()
-    assert code == 1
-    text = log.read_text(errors="replace")
-    assert "orphan-sweeper crashed" in text and "Traceback (most recent call last)" in text
-    assert "InjectedCrash: crash injected into 'orphan-sweeper'" in text
+    # The sweep runs every 2 s from the start.
+    await crash_coordinator(engine_overrides(sim, workers=1), "orphan-sweeper", tmp_path, monkeypatch)

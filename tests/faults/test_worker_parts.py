@@ -35,6 +35,7 @@ from blast_grpc.worker.egress import Egress
 from blast_grpc.worker.navigation import UrlPolicy
 from blast_grpc.worker.session import BrowserSession
 
+from ..conftest import tcp_server
 from .conftest import now, wait_for
 
 pytestmark = [pytest.mark.browser]
@@ -135,30 +136,13 @@ async def test_detach_then_close_is_clean(browser: Browser) -> None:
 @contextlib.asynccontextmanager
 async def http_server(answer: Callable[[asyncio.StreamWriter], Awaitable[None]]) -> AsyncIterator[str]:
     """A raw HTTP endpoint on 127.0.0.1 that reads a request and then runs ``answer``; yields its /v1 URL."""
-    handlers: set[asyncio.Task[None]] = set()
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        handlers.add(task)
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-            await answer(writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-            handlers.discard(task)
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await answer(writer)
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
-    finally:
-        server.close()
-        for t in list(handlers):
-            t.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
-        await server.wait_closed()
+    async with tcp_server(serve) as port:
+        yield f"http://127.0.0.1:{port}/v1"
 
 
 async def trickle(writer: asyncio.StreamWriter) -> None:

@@ -19,6 +19,8 @@ import pytest_asyncio
 from blast_grpc.worker.egress import CONNECTION_REFUSED, HOST_UNREACHABLE, NOT_ALLOWED, OK, EgressProxy, Refused, decide
 from blast_grpc.worker.navigation import IP, Refusals, UrlPolicy
 
+from ..conftest import tcp_server
+
 pytestmark = pytest.mark.asyncio
 
 STRICT = UrlPolicy(None, allow_loopback=False, allow_link_local=False)
@@ -67,28 +69,14 @@ async def test_names_and_literals_refused_without_a_lookup() -> None:
 @pytest_asyncio.fixture
 async def echo() -> AsyncIterator[int]:
     """A TCP server on 127.0.0.1 that answers each line with "echo: " + the line."""
-    handlers: set[asyncio.Task[None]] = set()
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        handlers.add(task)
-        try:
-            while line := await reader.readline():
-                writer.write(b"echo: " + line)
-                await writer.drain()
-        finally:
-            writer.close()
-            handlers.discard(task)
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := await reader.readline():
+            writer.write(b"echo: " + line)
+            await writer.drain()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        for t in list(handlers):
-            t.cancel()
-        await server.wait_closed()
+    async with tcp_server(serve) as port:
+        yield port
 
 
 async def socks_connect(proxy_port: int, host: str, port: int
