@@ -31,9 +31,9 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
 
 
 async def crash_coordinator(overrides: dict[str, Any], loop: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                            submit: str | None = None) -> list[Any]:
-    """Start a coordinator whose ``loop`` crashes (submitting ``submit`` first, if given); check that
-    it exits 1 with the loop's traceback in its log. Returns the submitted task (or nothing)."""
+                            submit: str | None = None) -> tuple[int, str, list[Any]]:
+    """Start a coordinator whose ``loop`` crashes (submitting ``submit`` first, if given) and wait
+    for it to exit: (exit code, its log, the submitted task if any)."""
     log = tmp_path / "engine.log"
     monkeypatch.setenv(CRASH_ENV, loop)
     with stderr_to(log):
@@ -46,19 +46,23 @@ async def crash_coordinator(overrides: dict[str, Any], loop: str, tmp_path: Path
         code = await asyncio.wait_for(eng.proc.wait(), NO_HANG_S)
     finally:
         await eng.stop()
+    return code, log.read_text(errors="replace"), submitted
+
+
+def assert_crashed_loudly(code: int, text: str, loop: str) -> None:
+    """Exit 1 (so a supervisor restarts it), the loop named, its traceback in the log."""
     assert code == 1
-    text = log.read_text(errors="replace")
     assert f"{loop} crashed" in text and "Traceback (most recent call last)" in text
     assert f"InjectedCrash: crash injected into '{loop}'" in text
-    return submitted
 
 
 async def test_a_crashed_dispatcher_stops_the_coordinator_with_its_traceback(
         sim: Sim, site: DemoSite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     overrides = engine_overrides(sim, workers=1, task_db_path=str(tmp_path / "tasks.sqlite"))
-    task_ids = await crash_coordinator(overrides, "scheduler", tmp_path, monkeypatch,
-                                       submit=f"On {site.url}index.html find the largest gorilla in Asia")
-    task = task_ids[0]
+    code, text, submitted = await crash_coordinator(
+        overrides, "scheduler", tmp_path, monkeypatch, submit=f"On {site.url}index.html find the largest gorilla in Asia")
+    assert_crashed_loudly(code, text, "scheduler")
+    task = submitted[0]
 
     # Nothing submitted was lost: the next start runs the task that never started.
     async with Engine.create(overrides=overrides) as again:
@@ -114,4 +118,6 @@ async def test_a_crashed_worker_loop_exits_the_worker_with_its_code_and_the_task
 async def test_a_crashed_orphan_sweeper_stops_the_coordinator_with_its_traceback(
         sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The sweep runs every 2 s from the start.
-    await crash_coordinator(engine_overrides(sim, workers=1), "orphan-sweeper", tmp_path, monkeypatch)
+    code, text, _ = await crash_coordinator(engine_overrides(sim, workers=1), "orphan-sweeper", tmp_path, monkeypatch)
+    assert code == 1, text
+    assert_crashed_loudly(code, text, "orphan-sweeper")
