@@ -10,7 +10,9 @@ never runs itself: it is a record with N racing copies as children::
                         with each copy's error.
 
 Whenever a task ends, its unfinished children are cancelled: nothing outlives the
-task that started it.
+task that started it. Both that and deciding a race happen in the one finished path,
+``TaskStore.finish`` (tasks.py); this module only creates records and queues them, and
+gives the finished path its result-cache step (``_record``, wired as ``store.remember``).
 
 The cache is read (on its own thread) before the record is made, so a new task is
 created and queued in one step of the event loop.
@@ -35,6 +37,7 @@ class Launcher:
         self.store = store
         self.scheduler = scheduler
         self.cache = cache
+        store.remember = self._record
 
     def copies_for_top_level(self) -> int:
         c = self.config.constraints
@@ -52,7 +55,6 @@ class Launcher:
         if parent is not None and parent.done:  # it ended while the cache was read
             raise ParentEnded(f"task {parent.task_id} already ended")
         rec = self.store.new(spec, parent)
-        rec.on_done.append(self._end_children)
         previous = self.store.get(spec.previous_task_id) if spec.previous_task_id else None
         if previous is not None:
             rec.prefer_worker = previous.worker_id
@@ -64,10 +66,9 @@ class Launcher:
             self.scheduler.submit(rec)
             return rec
         rec.copies = copies
-        rec.emit(scheduled=pb.TaskScheduled())
+        rec.queue()
         for k in range(1, copies + 1):
             copy = self.store.new(spec, rec, copy=k, copies=copies)
-            copy.on_done += [self._copy_done, self._end_children]
             rec.emit(subtask_launched=pb.SubtaskLaunched(subtask_id=copy.task_id, description=spec.description,
                                                          copy=k))
             self.scheduler.submit(copy)
@@ -76,7 +77,6 @@ class Launcher:
     def resume(self, rec: TaskRecord) -> None:
         """Queue a task restored from the task database that never started (no cache look-up:
         it was looked up when it was first submitted)."""
-        rec.on_done.append(self._end_children)
         self.scheduler.submit(rec)
 
     async def _look_up(self, spec: pb.TaskSpec) -> tuple[str | None, str, str]:
@@ -102,41 +102,22 @@ class Launcher:
         rec.cache_key = key
         if hit is not None:
             rec.cached = True
-            rec.emit(scheduled=pb.TaskScheduled())
-            rec.finish(pb.TASK_STATE_COMPLETED, result=hit, success=True)
+            rec.queue()
+            self.store.finish(rec, pb.TASK_STATE_COMPLETED, result=hit, success=True)
             return True
         rec.replay_plan = plan
-        rec.on_done.append(self._record)
         return False
 
     def _record(self, rec: TaskRecord) -> None:
-        if self.cache is None or rec.state != pb.TASK_STATE_COMPLETED or not rec.success:
+        """The finished path's cache step: keep a successful run's answer and recording.
+        Only records looked up here have a key (not racing copies, not restored tasks), and
+        an answer that came from the cache is not written again."""
+        if self.cache is None or not rec.cache_key or rec.cached:
+            return
+        if rec.state != pb.TASK_STATE_COMPLETED or not rec.success:
             return
         s, directives = self.config.settings, set(rec.spec.cache_control)
         if s.cache_results and "no-store" not in directives:
             self.cache.put_result(rec.cache_key, rec.result)
         if s.cache_plans and "no-store-plan" not in directives and rec.recording:
             self.cache.put_plan(rec.cache_key, rec.recording)
-
-    def _end_children(self, rec: TaskRecord) -> None:
-        for child in rec.children:
-            if not child.done:
-                self.scheduler.cancel(child, f"its parent task {rec.task_id} ended")
-
-    def _copy_done(self, copy: TaskRecord) -> None:
-        race = copy.parent
-        if race is None or race.done:
-            return
-        if race.winner_task_id:
-            return  # a loser being cancelled by the winner, below
-        if copy.state == pb.TASK_STATE_COMPLETED and copy.success:
-            race.winner_task_id = copy.task_id
-            race.recording = copy.recording
-            for other in race.children:
-                if other is not copy and not other.done:
-                    self.scheduler.cancel(other, f"copy {copy.copy} of {copy.copies} won the race")
-            race.finish(pb.TASK_STATE_COMPLETED, result=copy.result, success=True)
-        elif all(c.done for c in race.children):
-            why = "; ".join(f"copy {c.copy}: {c.error or c.result or pb.TaskState.Name(c.state)}"  # type: ignore[arg-type]
-                            for c in race.children)
-            race.finish(pb.TASK_STATE_FAILED, error=f"all {race.copies} copies failed: {why}")

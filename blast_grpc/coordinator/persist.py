@@ -239,7 +239,8 @@ class TaskDatabase:
 
         return read
 
-    def recover(self, interrupted: list[TaskRecord], requeue: Callable[[TaskRecord], None]) -> tuple[int, int]:
+    def recover(self, store: TaskStore, interrupted: list[TaskRecord],
+                requeue: Callable[[TaskRecord], None]) -> tuple[int, int]:
         """Requeue or fail the tasks that had not ended (see the module docstring); returns (requeued, failed)."""
         requeued = failed = 0
         # Children were created after their parents: ending the newest first lets each
@@ -247,7 +248,7 @@ class TaskDatabase:
         for rec in sorted(interrupted, key=lambda r: r.order, reverse=True):
             if rec.parent is None and not rec.children and rec.copies <= 1 and rec.started_at is None:
                 continue
-            rec.finish(pb.TASK_STATE_FAILED, error=RESTARTED)
+            store.finish(rec, pb.TASK_STATE_FAILED, error=RESTARTED)
             failed += 1
         for rec in sorted(interrupted, key=lambda r: r.order):
             if not rec.done:

@@ -34,7 +34,7 @@ from ..config import Config
 from ..supervise import TaskSet, fault_point
 from ..worker.exits import EXITING_METADATA
 from .budget import Budget
-from .tasks import TaskRecord, add_usage, now_ts
+from .tasks import TaskRecord, TaskStore, add_usage
 from .workers import WorkerHandle
 
 log = logging.getLogger("blast_grpc.scheduler")
@@ -44,10 +44,13 @@ EXITING_WAIT_S = 60.0  # the same for a worker that said it is exiting (it may c
 
 
 class Scheduler:
-    def __init__(self, config: Config, workers: Callable[[], list[WorkerHandle]],
+    def __init__(self, config: Config, store: TaskStore, workers: Callable[[], list[WorkerHandle]],
                  lineage: Callable[[TaskRecord], list[wpb.PriorTask]], budget: Budget,
                  tasks: TaskSet | None = None) -> None:
         self.config = config
+        # Tasks end through the store's finished path; it stops a task's work through ``halt``.
+        self.store = store
+        store.halt = self.halt
         self.tasks = tasks if tasks is not None else TaskSet()
         # False once the engine drains: queued top-level tasks no longer start.
         self.admitting = True
@@ -81,7 +84,7 @@ class Scheduler:
         key = self._priority(rec)
         at = next((i for i, r in enumerate(self.queue) if self._priority(r) > key), len(self.queue))
         self.queue.insert(at, rec)
-        rec.emit(scheduled=pb.TaskScheduled(queue_position=at + 1))
+        rec.queue(at + 1)
         self.wake()
 
     def position(self, task_id: str) -> int:
@@ -206,19 +209,11 @@ class Scheduler:
         if exc is not None:
             log.error("attempt for %s crashed", task_id, exc_info=exc)
             if rec is not None:  # our bug, but the client learns the task's end
-                rec.finish(pb.TASK_STATE_FAILED, error=f"internal error in the coordinator: {type(exc).__name__}: {exc}")
+                self.store.finish(rec, pb.TASK_STATE_FAILED, error=f"internal error in the coordinator: {type(exc).__name__}: {exc}")
         self.wake()
 
     async def _attempt(self, rec: TaskRecord, worker: WorkerHandle) -> None:
-        rec.attempts += 1
-        rec.state = pb.TASK_STATE_RUNNING
-        rec.worker_id = worker.worker_id
-        if rec.started_at is None:
-            rec.started_at = now_ts()
-        race = rec.parent if rec.copy else None
-        if race is not None and race.state == pb.TASK_STATE_QUEUED:
-            race.state, race.started_at = pb.TASK_STATE_RUNNING, now_ts()
-        rec.emit(started=pb.TaskStarted(worker_id=worker.worker_id, attempt=rec.attempts))
+        rec.start(worker.worker_id)
         worker.running.add(rec.task_id)
         assert worker.stub is not None
         c = self.config.constraints
@@ -242,7 +237,8 @@ class Scheduler:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 # We were cancelled: CancelTask, a lost race, a parent that ended, shutdown.
-                rec.finish(pb.TASK_STATE_CANCELLED, error=self._cancel_reasons.pop(rec.task_id, "cancelled"))
+                self.store.finish(rec, pb.TASK_STATE_CANCELLED,
+                                  error=self._cancel_reasons.pop(rec.task_id, "cancelled"))
                 raise
             # grpc cancelled the call under us: the supervisor closed the channel of a dead worker.
             await self._worker_lost(rec, worker, f"the connection to worker {worker.worker_id} was closed")
@@ -268,10 +264,11 @@ class Scheduler:
         elif kind == "plan":
             rec.emit(plan=msg.plan)
         elif kind == "completed":
-            rec.finish(pb.TASK_STATE_COMPLETED, result=msg.completed.result, success=msg.completed.success)
+            self.store.finish(rec, pb.TASK_STATE_COMPLETED, result=msg.completed.result,
+                              success=msg.completed.success)
             return True
         elif kind == "failed":
-            rec.finish(pb.TASK_STATE_FAILED, error=msg.failed.error)
+            self.store.finish(rec, pb.TASK_STATE_FAILED, error=msg.failed.error)
             return True
         return False
 
@@ -287,24 +284,27 @@ class Scheduler:
         except TimeoutError:
             reason = fallback
         if rec.attempts <= self.config.settings.task_retries_on_worker_death:
-            rec.state = pb.TASK_STATE_QUEUED
             self._avoid[rec.task_id] = worker.worker_id
-            rec.emit(waiting=pb.TaskWaiting(reason=f"{reason}; retrying on another worker"))
+            rec.requeue(f"{reason}; retrying on another worker")
             self.queue.insert(0, rec)
         else:
-            rec.finish(pb.TASK_STATE_FAILED, error=reason)
+            self.store.finish(rec, pb.TASK_STATE_FAILED, error=reason)
 
     # --- cancellation and shutdown --------------------------------------------
     def cancel(self, rec: TaskRecord, reason: str) -> None:
-        """Cancel now: the record ends at once; a running attempt is cancelled, which
-        makes its worker close the browser context a moment later."""
+        """Cancel now (``TaskStore.cancel``): the record ends at once; a running attempt is
+        cancelled, which makes its worker close the browser context a moment later."""
+        self.store.cancel(rec, reason)
+
+    def halt(self, rec: TaskRecord, reason: str) -> None:
+        """Stop a task's work without ending its record (the store's finished path does that):
+        out of the queue, and its running attempt cancelled with ``reason``."""
         if rec in self.queue:
             self.queue.remove(rec)
         attempt = self._attempts.get(rec.task_id)
         if attempt is not None:
             self._cancel_reasons[rec.task_id] = reason
             attempt.cancel()
-        rec.finish(pb.TASK_STATE_CANCELLED, error=reason)
 
     async def wait_idle(self, timeout: float) -> None:
         """Wait until nothing runs or ``timeout`` passes."""

@@ -89,7 +89,7 @@ class Coordinator:
                                      broker_address=f"unix://{self.runtime_dir}/broker.sock", orphans=self.orphans,
                                      tasks=self.tasks)
         self.budget = Budget(config)
-        self.scheduler = Scheduler(config, lambda: self.workers, self._history, self.budget, self.tasks)
+        self.scheduler = Scheduler(config, self.store, lambda: self.workers, self._history, self.budget, self.tasks)
         self.cache = (Cache(s.cache_path, s.persist_cache) if s.cache_results or s.cache_plans else None)
         self.launcher = Launcher(config, self.store, self.scheduler, self.cache)
         self.service = BlastService(config, self.store, self.scheduler, self.launcher, self.workers)
@@ -129,7 +129,7 @@ class Coordinator:
             return
         interrupted = await db.load(self.store, s.task_retention_s, s.max_task_records)
         self.store.on_new.append(db.track)
-        requeued, failed = db.recover(interrupted, self.launcher.resume)
+        requeued, failed = db.recover(self.store, interrupted, self.launcher.resume)
         if requeued or failed:
             log.warning("the coordinator stopped with %d task(s) unfinished: %d queued again, %d ended as failed "
                         "(they had started)", requeued + failed, requeued, failed)

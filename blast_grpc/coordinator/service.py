@@ -115,8 +115,8 @@ class BlastService(bgrpc.BlastServiceServicer):
                          f"retry in about {RETRY_AFTER_S} s")
         if self.llm_problem:
             rec = self.store.new(spec)
-            rec.emit(scheduled=pb.TaskScheduled())
-            rec.finish(pb.TASK_STATE_FAILED, error=self.llm_problem)
+            rec.queue()
+            self.store.finish(rec, pb.TASK_STATE_FAILED, error=self.llm_problem)
             return rec
         return await self.launcher.launch(spec, None, self.launcher.copies_for_top_level())
 
@@ -179,7 +179,9 @@ class BlastService(bgrpc.BlastServiceServicer):
             await _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
                          f"task {rec.task_id} already ended ({pb.TaskState.Name(rec.state)})")  # type: ignore[arg-type]
         self.scheduler.cancel(rec, request.reason or "cancelled by the client")
-        # Wait (briefly) for the worker to confirm, so the reply shows the final state.
+        # The record ended at once (the worker closes the context a moment later, on its own):
+        # wait only until the task database has written the log's end, so the reply matches
+        # what a watcher sees.
         async for _ in rec.watch(rec.last_seq + 1):
             pass
         return pb.CancelTaskResponse(task=self._proto(rec))

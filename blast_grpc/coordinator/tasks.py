@@ -21,6 +21,22 @@ restart ``from_seq = last + 1`` continues the same log::
 
 A finished task restored from the database has its log read only when someone first
 watches it (``lazy``): a restart loads the records, not the history.
+
+A task's life has one owner: a record's state, attempts, worker and timestamps change only
+through its transition methods, and it ends only through ``TaskStore.finish`` (or
+``TaskStore.cancel``, which stops the work and then finishes)::
+
+                rec.queue()        rec.start(worker)
+    (new) ───▶ QUEUED ─────────────────────────────▶ RUNNING ──▶ store.finish(...) ──▶ COMPLETED
+                  ▲                                   │  │                             FAILED
+                  └──────── rec.requeue(reason) ──────┘  │                             CANCELLED
+                            (its worker died)            └─ parked: the scheduler holds no
+                                                            slot for it while it waits for its
+                                                            subtasks (release / reacquire)
+
+``finish`` runs the one finished path in a fixed order (its docstring lists it): terminal
+event, result cache, children cancelled, the race decided, observers. Nothing else reacts to
+a task's end, so the order never depends on who registered a callback first.
 """
 
 from __future__ import annotations
@@ -93,8 +109,6 @@ class TaskRecord:
     recording: str = ""
     cached: bool = False
     replayed_steps: int = 0
-    # Called once, synchronously, right after the task reaches a terminal state.
-    on_done: list[Callable[[TaskRecord], None]] = field(default_factory=list, repr=False)
     # Where each appended event goes to be written down (the task database), if anywhere;
     # watchers see events up to ``visible`` (all of them when there is no sink).
     sink: Callable[[TaskRecord, pb.TaskEvent], None] | None = field(default=None, repr=False)
@@ -159,8 +173,30 @@ class TaskRecord:
     def add_usage(self, u: pb.Usage) -> None:
         add_usage(self.usage, u)
 
-    def finish(self, state: int, *, result: str = "", success: bool = False, error: str = "") -> bool:
-        """Move to a terminal state once; emits the matching event. False if already finished."""
+    # --- transitions: the only writers of state, attempts, worker_id and the timestamps ---------
+    def queue(self, position: int = 0) -> None:
+        """Waiting for a worker (or, for a race, for its copies): the ``scheduled`` event."""
+        self.emit(scheduled=pb.TaskScheduled(queue_position=position))
+
+    def start(self, worker_id: str) -> None:
+        """An attempt starts on ``worker_id``. A racing copy's start is its race's start."""
+        self.attempts += 1
+        self.state = pb.TASK_STATE_RUNNING
+        self.worker_id = worker_id
+        if self.started_at is None:
+            self.started_at = now_ts()
+        race = self.parent if self.copy else None
+        if race is not None and race.state == pb.TASK_STATE_QUEUED:
+            race.state, race.started_at = pb.TASK_STATE_RUNNING, now_ts()
+        self.emit(started=pb.TaskStarted(worker_id=worker_id, attempt=self.attempts))
+
+    def requeue(self, reason: str) -> None:
+        """The attempt's worker went away: queued again (the scheduler puts it at the front)."""
+        self.state = pb.TASK_STATE_QUEUED
+        self.emit(waiting=pb.TaskWaiting(reason=reason))
+
+    def _end(self, state: int, result: str, success: bool, error: str) -> bool:
+        """Take a terminal state once and emit its event; only ``TaskStore.finish`` calls this."""
         if self.done:
             return False
         self.state, self.result, self.success, self.error = state, result, success, error
@@ -171,8 +207,6 @@ class TaskRecord:
             self.emit(failed=pb.TaskFailed(error=error))
         else:
             self.emit(cancelled=pb.TaskCancelled(reason=error))
-        for fn in self.on_done:
-            fn(self)
         return True
 
     def tree(self) -> list[TaskRecord]:
@@ -245,14 +279,85 @@ class TaskRecord:
         return t
 
 
+def _no_halt(rec: TaskRecord, reason: str) -> None:
+    """Without a scheduler nothing runs, so there is no work to stop."""
+
+
+def _no_remember(rec: TaskRecord) -> None:
+    """Without a result cache there is nothing to remember."""
+
+
 class TaskStore:
-    """All task records, by id, in submission order."""
+    """All task records, by id, in submission order, and the owner of how a task ends
+    (``finish``, ``cancel``: see the module docstring for the order of the finished path)."""
 
     def __init__(self) -> None:
         self._tasks: dict[str, TaskRecord] = {}
         self._order = itertools.count()
         # Called for every new record (the task database writes it down).
         self.on_new: list[Callable[[TaskRecord], None]] = []
+        # The finished path's collaborators, set by the Scheduler and the Launcher when they are
+        # made: the scheduler stops a task's work (takes it out of the queue, cancels its running
+        # attempt with the reason); the launcher writes a successful answer to the result cache.
+        self.halt: Callable[[TaskRecord, str], None] = _no_halt
+        self.remember: Callable[[TaskRecord], None] = _no_remember
+        # Told last, once per finished task, after everything else the end causes (metrics).
+        self.on_finished: list[Callable[[TaskRecord], None]] = []
+
+    # --- the finished path ----------------------------------------------------
+    def finish(self, rec: TaskRecord, state: int, *, result: str = "", success: bool = False,
+               error: str = "") -> bool:
+        """End ``rec`` (once: False if it had ended already). Every end of every task goes
+        through here, and in this order:
+
+        1. the record takes ``state`` and its log the terminal event (the task database's sink
+           writes it down; the logs of unfinished ancestors get a copy);
+        2. the result cache remembers a successful answer (``remember``);
+        3. its unfinished children are cancelled (each through ``cancel``, so through here);
+        4. a racing copy decides its race (``_decide_race``);
+        5. ``on_finished`` observers are told.
+        """
+        if not rec._end(state, result, success, error):
+            return False
+        self.remember(rec)
+        for child in rec.children:
+            if not child.done:
+                self.cancel(child, f"its parent task {rec.task_id} ended")
+        if rec.copy:
+            self._decide_race(rec)
+        for fn in self.on_finished:
+            fn(rec)
+        return True
+
+    def cancel(self, rec: TaskRecord, reason: str) -> bool:
+        """Cancel now: the work stops (``halt``: out of the queue, the running attempt cancelled,
+        after which the worker closes the browser context) and the record ends at once."""
+        if rec.done:
+            return False
+        self.halt(rec, reason)
+        return self.finish(rec, pb.TASK_STATE_CANCELLED, error=reason)
+
+    def _decide_race(self, copy: TaskRecord) -> None:
+        """A racing copy ended. The first to complete with success wins: the race takes its
+        answer and recording, the other copies are cancelled, then the race completes (so
+        their cancellations come before the race's end in its log). A copy that ends after the
+        race is decided changes nothing. When every copy has failed, the race fails."""
+        race = copy.parent
+        if race is None or race.done or race.winner_task_id:
+            return
+        if copy.state == pb.TASK_STATE_COMPLETED and copy.success:
+            race.winner_task_id = copy.task_id
+            race.recording = copy.recording
+            for other in race.children:
+                if other is not copy and not other.done:
+                    self.cancel(other, f"copy {copy.copy} of {copy.copies} won the race")
+            self.finish(race, pb.TASK_STATE_COMPLETED, result=copy.result, success=True)
+        elif all(c.done for c in race.children):
+            why = "; ".join(f"copy {c.copy}: {c.error or c.result or pb.TaskState.Name(c.state)}"  # type: ignore[arg-type]
+                            for c in race.children)
+            self.finish(race, pb.TASK_STATE_FAILED, error=f"all {race.copies} copies failed: {why}")
+
+    # --- records ----------------------------------------------------------------
 
     def new(self, spec: pb.TaskSpec, parent: TaskRecord | None = None, *, copy: int = 0, copies: int = 0) -> TaskRecord:
         """A new record. A subtask is one level deeper than its parent; a racing copy

@@ -71,14 +71,14 @@ async def test_a_restart_appends_to_the_logs_and_requeues_what_never_started(tmp
     queued.emit(scheduled=pb.TaskScheduled(queue_position=1))
     done = store.new(_spec("done"))
     done.emit(scheduled=pb.TaskScheduled())
-    done.finish(pb.TASK_STATE_COMPLETED, result="ok", success=True)
+    store.finish(done, pb.TASK_STATE_COMPLETED, result="ok", success=True)
     assert len(await _drained(done)) == 2
     await db.close()  # (a crash loses only what no watcher was shown)
 
     db, store, interrupted = await _open(path)
     assert {r.task_id for r in interrupted} == {running.task_id, queued.task_id}
     requeued: list[TaskRecord] = []
-    assert db.recover(interrupted, requeued.append) == (1, 1)
+    assert db.recover(store, interrupted, requeued.append) == (1, 1)
     assert [r.task_id for r in requeued] == [queued.task_id]
     again = store.get(running.task_id)
     assert again is not None
@@ -118,8 +118,8 @@ async def test_retention_forgets_finished_trees_in_memory_and_at_load(tmp_path: 
     for i in range(4):
         root = store.new(_spec(f"root {i}"))
         child = store.new(_spec(f"child {i}"), root)
-        child.finish(pb.TASK_STATE_COMPLETED, result="c", success=True)
-        root.finish(pb.TASK_STATE_COMPLETED, result="r", success=True)
+        store.finish(child, pb.TASK_STATE_COMPLETED, result="c", success=True)
+        store.finish(root, pb.TASK_STATE_COMPLETED, result="r", success=True)
         recs.append(root)
     open_root = store.new(_spec("still queued"))
     await _drained(recs[-1])
@@ -182,7 +182,7 @@ async def test_a_stopped_watch_still_gets_the_end_of_a_task_that_ended(tmp_path:
 
     watches = [asyncio.ensure_future(follow(r)) for r in (ended, waiting)]
     await asyncio.sleep(0)
-    ended.finish(pb.TASK_STATE_COMPLETED, result="ok", success=True)  # not written yet
+    store.finish(ended, pb.TASK_STATE_COMPLETED, result="ok", success=True)  # not written yet
     stopping = True
     for rec in (ended, waiting):
         rec.interrupt()

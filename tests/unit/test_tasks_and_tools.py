@@ -29,8 +29,8 @@ async def test_event_log_watchers_resume_exactly_once() -> None:
     rec.emit(started=pb.TaskStarted(worker_id="w1"))
     rec.emit(step=pb.TaskStep(number=1))
     await asyncio.sleep(0)
-    assert rec.finish(pb.TASK_STATE_COMPLETED, result="r", success=True)
-    assert not rec.finish(pb.TASK_STATE_FAILED, error="late")  # terminal once
+    assert store.finish(rec, pb.TASK_STATE_COMPLETED, result="r", success=True)
+    assert not store.finish(rec, pb.TASK_STATE_FAILED, error="late")  # terminal once
     got = await w1
     assert got == [1, 2, 3, 4]
     assert await w3 == [3, 4]
