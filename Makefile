@@ -9,7 +9,7 @@ BUF    := .cache/buf/node_modules/.bin/buf
 CONFIG ?= config.yaml
 MINIWOB := .cache/miniwob/html/miniwob/click-button.html
 
-.PHONY: serve test demo proto lint lint-proto chromium miniwob bench clean
+.PHONY: serve test test-unit demo proto lint lint-proto chromium miniwob bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ lint: $(GEN)
 ## make test: lint, type-check, buf lint, then the whole suite against real processes
 test: $(GEN) chromium $(MINIWOB) lint lint-proto
 	$(BIN)/pytest
+
+## make test-unit: the fast tier only (tests/unit: fakes, no Chromium, no engine), in seconds
+test-unit: $(GEN)
+	$(BIN)/pytest tests/unit -q
 
 ## make bench: the benchmark suite (real Chromium, simulated model); writes bench/results/
 ## (BENCH_ARGS="--quick", "--only fanout", "--seed 2", ...)

@@ -18,8 +18,7 @@ import grpc
 
 from ._proto.blast.v1 import blast_pb2 as pb
 from ._proto.blast.v1 import blast_pb2_grpc as bgrpc
-
-TERMINAL_EVENTS = {"completed", "failed", "cancelled"}
+from .states import TERMINAL_EVENTS
 
 
 def make_spec(task: str, initial_url: str = "", previous_task_id: str = "",

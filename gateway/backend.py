@@ -16,14 +16,14 @@ import grpc
 
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 from blast_grpc.client import Client
+from blast_grpc.states import ends_task
 
 UNARY_TIMEOUT_S = 15.0
-TERMINAL = ("completed", "failed", "cancelled")
 
 
 def is_root_end(ev: pb.TaskEvent, root_id: str) -> bool:
     """Whether ``ev`` ends the watched (top-level) task rather than one of its subtasks."""
-    return ev.task_id == root_id and ev.WhichOneof("kind") in TERMINAL
+    return ev.task_id == root_id and ends_task(ev)
 
 
 class TaskTree:

@@ -31,7 +31,6 @@ STATUS: dict[int, Status] = {
     pb.TASK_STATE_CANCELLED: "cancelled",
 }
 
-TERMINAL_STATES = (pb.TASK_STATE_COMPLETED, pb.TASK_STATE_FAILED, pb.TASK_STATE_CANCELLED)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from openai.types.responses.response_reasoning_summary_part_added_event import P
 from openai.types.responses.response_reasoning_summary_part_done_event import Part as PartDone
 
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
+from blast_grpc.states import ends_task
 
 from .backend import TaskTree, is_root_end
 from .convert import STATUS, Status, Tokens, chunk_text, response_id, response_usage, seconds
@@ -201,7 +202,7 @@ class ResponseEvents:
                     out += self._close(r, done if task_id == root else "incomplete")
             if kind == "completed":
                 out += self._answer(ev.completed.result)
-        elif kind in ("completed", "failed", "cancelled") and ev.task_id in self._reasoning:
+        elif ends_task(ev) and ev.task_id in self._reasoning:
             r = self._reasoning[ev.task_id]
             out += self._close(r, "completed" if kind == "completed" else "incomplete")
         return out

@@ -22,9 +22,10 @@ from starlette.responses import Response as HttpResponse
 from starlette.routing import Route
 
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
+from blast_grpc.states import TERMINAL_STATES
 
 from .backend import Backend
-from .convert import STATUS, TERMINAL_STATES, response_id, seconds, task_id_of, tree_tokens
+from .convert import STATUS, response_id, seconds, task_id_of, tree_tokens
 from .errors import ApiError, from_grpc, invalid
 from .events import ResponseBase, ResponseEvents
 from .protocol import RESPONSES_PARAMS, responses_submission

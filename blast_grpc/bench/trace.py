@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._proto.blast.v1 import blast_pb2 as pb
-from ..client import TERMINAL_EVENTS, Client
+from ..client import Client
+from ..states import TERMINAL_EVENTS
 
 
 def engine_overrides(sim_base_url: str, *, model: str, mini: str = "bench-mini",

@@ -50,8 +50,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from .._proto.blast.v1 import blast_pb2 as pb
-
-TERMINAL = {pb.TASK_STATE_COMPLETED, pb.TASK_STATE_FAILED, pb.TASK_STATE_CANCELLED}
+from ..states import is_terminal
 
 
 def add_usage(book: dict[str, pb.Usage], u: pb.Usage) -> None:
@@ -120,7 +119,7 @@ class TaskRecord:
 
     @property
     def done(self) -> bool:
-        return self.state in TERMINAL
+        return is_terminal(self.state)
 
     @property
     def last_seq(self) -> int:

@@ -10,13 +10,9 @@ from .._proto.blast.v1 import blast_pb2 as pb
 from .._proto.blast.worker.v1 import worker_pb2 as wpb
 from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
 from ..agent.subtasks import BrokerRefused, SubtaskOutcome
+from ..states import TERMINAL_KINDS
 from .session import BrowserSession
 
-_STATES = {
-    pb.TASK_STATE_COMPLETED: "completed",
-    pb.TASK_STATE_FAILED: "failed",
-    pb.TASK_STATE_CANCELLED: "cancelled",
-}
 # Refusals the model can act on; anything else is the engine failing, and fails the task.
 _REFUSALS = {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.RESOURCE_EXHAUSTED,
              grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND}
@@ -50,7 +46,7 @@ class GrpcBroker:
             if exc.code() in _REFUSALS:
                 raise BrokerRefused(exc.details() or exc.code().name) from exc
             raise
-        return [SubtaskOutcome(r.task_id, _STATES.get(r.state, "running"), r.result, r.success, r.error)
+        return [SubtaskOutcome(r.task_id, TERMINAL_KINDS.get(r.state, "running"), r.result, r.success, r.error)
                 for r in resp.results]
 
 

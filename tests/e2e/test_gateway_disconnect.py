@@ -8,13 +8,14 @@ import pytest
 from blast_grpc import Client
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 from blast_grpc.demo_site.server import DemoSite
+from blast_grpc.states import TERMINAL_STATES
 
 from .conftest import apoll, slow_task
 
 pytestmark = pytest.mark.asyncio
 
 MODEL = "gpt-4.1"
-ENDED = (pb.TASK_STATE_COMPLETED, pb.TASK_STATE_FAILED, pb.TASK_STATE_CANCELLED)
+ENDED = TERMINAL_STATES
 
 
 async def ended(client: Client, task_id: str) -> pb.Task:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from blast_grpc import Engine
-from blast_grpc._proto.blast.v1 import blast_pb2 as pb
+from blast_grpc.states import is_terminal
 
 from ..conftest import Sim, stop_process
 from .conftest import apoll, start_gateway
@@ -50,8 +50,7 @@ async def test_a_request_cut_off_by_shutdown_gets_an_openai_shaped_503(engine: E
         stop_process(gw.proc)
         # The task went on in the engine: end it, and let the model's held request go.
         for t in await engine.client.list_tasks():
-            if t.spec.description == "say hello" and t.state not in (pb.TASK_STATE_COMPLETED, pb.TASK_STATE_FAILED,
-                                                                      pb.TASK_STATE_CANCELLED):
+            if t.spec.description == "say hello" and not is_terminal(t.state):
                 await engine.client.cancel(t.task_id, "test cleanup")
         settled = await apoll(lambda: asyncio.to_thread(sim.stats), lambda s: s["stalled_now"] == 0,
                               timeout=DEADLINE_S)

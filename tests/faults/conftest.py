@@ -23,6 +23,7 @@ import pytest_asyncio
 
 from blast_grpc import Client, Engine
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
+from blast_grpc.states import ends_task
 
 from ..conftest import Sim, engine_overrides
 
@@ -50,7 +51,7 @@ def steps(events: list[pb.TaskEvent]) -> list[pb.TaskStep]:
 
 def final(events: list[pb.TaskEvent]) -> pb.TaskEvent:
     last = events[-1]
-    assert last.WhichOneof("kind") in ("completed", "failed", "cancelled"), last
+    assert ends_task(last), last
     return last
 
 

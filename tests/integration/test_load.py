@@ -10,6 +10,7 @@ from blast_grpc import Client, Engine
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 from blast_grpc.demo_site.facts import GORILLAS
 from blast_grpc.demo_site.server import DemoSite
+from blast_grpc.states import is_terminal
 
 from ..conftest import Sim, engine_overrides
 
@@ -56,7 +57,7 @@ async def test_fifty_tasks_two_hundred_watchers(sim: Sim, site: DemoSite) -> Non
 
         for i, t in enumerate(tasks):
             final = await c.get_task(t.task_id)
-            assert final.state in (pb.TASK_STATE_COMPLETED, pb.TASK_STATE_FAILED, pb.TASK_STATE_CANCELLED)
+            assert is_terminal(final.state)
             assert final.state == pb.TASK_STATE_COMPLETED, final.error
             log = [e.SerializeToString() for e in await watch(c, t.task_id)]
             for k in range(WATCHERS_PER_TASK):
