@@ -27,6 +27,17 @@ def api_keys(configured: Iterable[str], environ: Mapping[str, str] = os.environ)
     return keys
 
 
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def unmapped(ip: IP) -> IP:
+    """An IPv4-mapped IPv6 address (``::ffff:127.0.0.1``) as the IPv4 address it is, so every
+    check of an address (loopback, link-local, private) sees it as what it reaches."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
 def is_loopback(host: str) -> bool:
     """Whether a host name or bound address is reachable from this machine only
     (``localhost``, 127.0.0.0/8, ``::1``, IPv4-mapped loopback; "" and ``0.0.0.0`` are not)."""
@@ -36,9 +47,7 @@ def is_loopback(host: str) -> bool:
         ip = ipaddress.ip_address(host.strip("[]").split("%")[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
+    return unmapped(ip).is_loopback
 
 
 def bearer_allowed(header: bytes, keys: Iterable[bytes]) -> bool:

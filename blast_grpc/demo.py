@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,7 @@ from pathlib import Path
 from .cli import format_event
 from .demo_site.server import DemoSite
 from .engine import Engine
-from .procutil import StartError, wait_ready_file
+from .procutil import StartError, stop_process, wait_ready_file
 
 
 def start_sim(workdir: str, extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
@@ -57,8 +56,4 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return asyncio.run(run_demo(args.task, sim_url, site.url))
         finally:
-            sim.send_signal(signal.SIGTERM)
-            try:
-                sim.wait(5)
-            except subprocess.TimeoutExpired:
-                sim.kill()
+            stop_process(sim, grace_s=5)

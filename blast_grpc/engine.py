@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any, Generator
 
 from .client import Client
 from .config import load_config
-from .procutil import StartError, wait_ready_file_async
+from .procutil import StartError, stop_processes, wait_ready_file_async
 
 
 class EngineStartError(RuntimeError):
@@ -54,16 +52,7 @@ class Engine:
     async def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM the coordinator (it drains and stops its workers); SIGKILL after ``timeout``."""
         await self.client.close()
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), timeout)
-            except TimeoutError:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # anything left in its group
-        except (ProcessLookupError, PermissionError):
-            pass
+        await stop_processes([self.proc], timeout)
         code = await self.proc.wait()
         _rmtree(self._workdir)
         return code

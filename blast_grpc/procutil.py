@@ -136,17 +136,46 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+# Stopping a child is always the same sequence: SIGTERM (it may finish cleanly), up to a grace
+# period, then SIGKILL to its whole process group (each child is started with
+# ``start_new_session=True``, so the group is it and whatever it spawned: nothing outlives it),
+# then reap it. ``stop_process`` does it for a ``subprocess.Popen``, ``stop_processes`` for
+# asyncio children (several at once share one grace period).
+
+
+def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Send ``sig`` (SIGKILL) to the process group ``pid`` leads, if it is still there."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # gone already, or not ours any more
+        os.killpg(pid, sig)
+
+
 def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
-    """SIGTERM, up to ``grace_s`` to exit, then SIGKILL to its whole process group (started with
-    ``start_new_session=True``, so nothing it spawned outlives it); waits for it."""
+    """SIGTERM, up to ``grace_s`` to exit, then SIGKILL to its whole process group; waits for it."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(grace_s)
         except subprocess.TimeoutExpired:
             pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    kill_group(proc.pid)
     proc.wait()
+
+
+async def stop_processes(procs: list[asyncio.subprocess.Process], grace_s: float, *,
+                         term_group: bool = False) -> None:
+    """The same for asyncio children, all at once: SIGTERM each (its whole group with
+    ``term_group``), up to ``grace_s`` for all to exit, then SIGKILL each one's group and reap."""
+    live = [p for p in procs if p.returncode is None]
+    for p in live:
+        if term_group:
+            kill_group(p.pid, signal.SIGTERM)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
+    if live:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in live)), grace_s)
+    for p in procs:
+        kill_group(p.pid)
+    for p in procs:
+        await p.wait()

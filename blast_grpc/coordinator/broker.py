@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import NoReturn
 
 import grpc
 
@@ -20,15 +19,10 @@ from ..config import Config
 from .budget import Budget
 from .launch import Launcher, ParentEnded
 from .scheduler import Scheduler
-from .service import initial_url_problem
+from .service import abort, initial_url_problem
 from .tasks import TaskRecord, TaskStore
 
 log = logging.getLogger("blast_grpc.broker")
-
-
-async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
-    await context.abort(code, message)
-    raise AssertionError("unreachable")
 
 
 async def _ended(rec: TaskRecord) -> TaskRecord:
@@ -54,9 +48,9 @@ class TaskBroker(wgrpc.TaskBrokerServiceServicer):
     async def _parent(self, task_id: str, context: grpc.aio.ServicerContext) -> TaskRecord:
         rec = self.store.get(task_id)
         if rec is None:
-            await _abort(context, grpc.StatusCode.NOT_FOUND, f"no task {task_id!r}")
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"no task {task_id!r}")
         if rec.done:
-            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"task {task_id} already ended")
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"task {task_id} already ended")
         return rec
 
     async def LaunchSubtask(self, request: wpb.LaunchSubtaskRequest,
@@ -64,26 +58,26 @@ class TaskBroker(wgrpc.TaskBrokerServiceServicer):
         parent = await self._parent(request.parent_task_id, context)
         c, s = self.config.constraints, self.config.settings
         if not c.allow_parallelism.task:
-            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION,
                          "task parallelism is off (constraints.allow_parallelism.task)")
         if parent.depth >= c.max_parallelism_nesting_depth:
-            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION,
                          f"depth {parent.depth} is at the limit (constraints.max_parallelism_nesting_depth="
                          f"{c.max_parallelism_nesting_depth}): do the work in this task")
         launched = sum(1 for ch in parent.children if not ch.copy)
         if launched >= s.max_subtasks_per_task:
-            await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+            await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
                          f"this task already launched {launched} subtasks (settings.max_subtasks_per_task)")
         if not request.spec.description.strip():
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the subtask needs a description")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the subtask needs a description")
         problem = initial_url_problem(request.spec.initial_url, "the subtask's initial_url")
         if problem:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
         copies = self.launcher.copies_allowed(request.num_copies)
         try:
             rec = await self.launcher.launch(request.spec, parent, copies)
         except ParentEnded as exc:
-            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return wpb.LaunchSubtaskResponse(task_id=rec.task_id, copies=copies)
 
     async def AwaitBudget(self, request: wpb.AwaitBudgetRequest,
@@ -113,10 +107,10 @@ class TaskBroker(wgrpc.TaskBrokerServiceServicer):
         for tid in request.task_ids:
             rec = self.store.get(tid)
             if rec is None or rec.parent is not parent:
-                await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{tid!r} is not a subtask of this task")
+                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{tid!r} is not a subtask of this task")
             recs.append(rec)
         if not recs:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "task_ids is empty")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "task_ids is empty")
         waits = {asyncio.create_task(_ended(r)): r for r in recs}
         # The worker closed the parent's context for the wait: its slot goes to the subtasks.
         self.scheduler.release(parent)

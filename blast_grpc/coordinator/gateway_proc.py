@@ -9,15 +9,13 @@ its environment (``BLAST_API_KEYS``), so they are never on disk.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
 import sys
 from pathlib import Path
 
 from ..access import API_KEYS_ENV
 from ..config import Config
-from ..procutil import StartError, die_with_parent, wait_ready_file_async
+from ..procutil import StartError, die_with_parent, stop_processes, wait_ready_file_async
 from .orphans import Orphans
 
 
@@ -57,14 +55,5 @@ class GatewayProcess:
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), timeout)
-            except TimeoutError:
-                pass
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
+        await stop_processes([proc], timeout)
         self.orphans.known.discard(proc.pid)

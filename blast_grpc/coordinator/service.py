@@ -1,6 +1,6 @@
 """``blast.v1.BlastService``: validates requests and maps them onto the task store and scheduler.
 
-Errors leave through ``_abort`` with a status that fits: a bad field is
+Errors leave through ``abort`` with a status that fits: a bad field is
 INVALID_ARGUMENT naming the field, an unknown id NOT_FOUND, a draining engine
 UNAVAILABLE. Nothing a client sent is dropped silently: a task either gets a
 record and an id, or the call fails with a reason.
@@ -33,7 +33,9 @@ CACHE_DIRECTIVES = {"no-cache", "no-store", "no-cache-plan", "no-store-plan"}
 MAX_METADATA_PAIRS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
 
 
-async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    """End the call with ``code`` and ``message``; typed ``NoReturn`` so callers need no ``return``
+    after it (the coordinator's services, ``BlastService`` and the ``TaskBroker``, all use it)."""
     await context.abort(code, message)
     raise AssertionError("unreachable")  # abort raises
 
@@ -90,10 +92,10 @@ class BlastService(bgrpc.BlastServiceServicer):
 
     async def _find(self, task_id: str, context: grpc.aio.ServicerContext) -> TaskRecord:
         if not task_id:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "task_id is required")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "task_id is required")
         rec = self.store.get(task_id)
         if rec is None:
-            await _abort(context, grpc.StatusCode.NOT_FOUND, f"no task with id {task_id[:100]!r}")
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"no task with id {task_id[:100]!r}")
         return rec
 
     def _proto(self, rec: TaskRecord) -> pb.Task:
@@ -101,16 +103,16 @@ class BlastService(bgrpc.BlastServiceServicer):
 
     async def _submit(self, spec: pb.TaskSpec, context: grpc.aio.ServicerContext) -> TaskRecord:
         if self.draining:
-            await _abort(context, grpc.StatusCode.UNAVAILABLE, "the engine is shutting down; submit elsewhere")
+            await abort(context, grpc.StatusCode.UNAVAILABLE, "the engine is shutting down; submit elsewhere")
         problem = self._spec_problem(spec)
         if problem:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
         limit = self.config.settings.max_queued_tasks
         waiting = sum(1 for r in self.scheduler.queue if r.parent is None)
         if waiting >= limit:
             # Admission control: refuse rather than pile up; the hint is a guess a client may honour.
             context.set_trailing_metadata((("retry-after", str(RETRY_AFTER_S)),))
-            await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+            await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
                          f"the queue is full: {waiting} tasks are waiting (settings.max_queued_tasks={limit}); "
                          f"retry in about {RETRY_AFTER_S} s")
         if self.llm_problem:
@@ -136,7 +138,7 @@ class BlastService(bgrpc.BlastServiceServicer):
         return self.closing
 
     async def _closed_on(self, rec: TaskRecord, context: grpc.aio.ServicerContext) -> NoReturn:
-        await _abort(context, grpc.StatusCode.UNAVAILABLE,
+        await abort(context, grpc.StatusCode.UNAVAILABLE,
                      f"the engine is shutting down; task {rec.task_id} has not ended and stays "
                      f"{'queued' if rec.state == pb.TASK_STATE_QUEUED else pb.TaskState.Name(rec.state)}"  # type: ignore[arg-type]
                      f" for the next start: watch it again from seq {rec.visible + 1} then")
@@ -161,9 +163,9 @@ class BlastService(bgrpc.BlastServiceServicer):
     async def WatchTask(self, request: pb.WatchTaskRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.WatchTaskResponse]:
         rec = await self._find(request.task_id, context)
         if request.from_seq < 0:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"from_seq must be >= 0, got {request.from_seq}")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"from_seq must be >= 0, got {request.from_seq}")
         if rec.done and request.from_seq > rec.last_seq + 1:
-            await _abort(context, grpc.StatusCode.OUT_OF_RANGE,
+            await abort(context, grpc.StatusCode.OUT_OF_RANGE,
                          f"from_seq {request.from_seq} is past the task's last event ({rec.last_seq})")
         async for ev in rec.watch(request.from_seq, stop=self._closing):
             yield pb.WatchTaskResponse(event=ev)
@@ -176,7 +178,7 @@ class BlastService(bgrpc.BlastServiceServicer):
     async def CancelTask(self, request: pb.CancelTaskRequest, context: grpc.aio.ServicerContext) -> pb.CancelTaskResponse:
         rec = await self._find(request.task_id, context)
         if rec.done:
-            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION,
                          f"task {rec.task_id} already ended ({pb.TaskState.Name(rec.state)})")  # type: ignore[arg-type]
         self.scheduler.cancel(rec, request.reason or "cancelled by the client")
         # The record ended at once (the worker closes the context a moment later, on its own):
@@ -188,9 +190,9 @@ class BlastService(bgrpc.BlastServiceServicer):
 
     async def ListTasks(self, request: pb.ListTasksRequest, context: grpc.aio.ServicerContext) -> pb.ListTasksResponse:
         if request.limit < 0 or request.limit > 1000:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"limit must be 0..1000, got {request.limit}")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"limit must be 0..1000, got {request.limit}")
         if request.state not in pb.TaskState.values():
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"state {request.state} is not a TaskState")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"state {request.state} is not a TaskState")
         recs = [r for r in reversed(self.store.all()) if request.state in (0, r.state)]
         return pb.ListTasksResponse(tasks=[self._proto(r) for r in recs[: request.limit or 100]])
 

@@ -32,6 +32,7 @@ from .._proto.blast.worker.v1 import worker_pb2 as wpb
 from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
 from ..config import Config
 from ..extraction import cleanup_blocks
+from ..procutil import kill_group, stop_processes
 from ..supervise import TaskSet
 from ..worker.exits import exit_reason
 from .orphans import Orphans
@@ -154,7 +155,7 @@ class Supervisor:
 
     def _bury(self, h: WorkerHandle, proc: asyncio.subprocess.Process) -> None:
         """After a worker exited: end what it left (driver, Chromium, readers) and remove its files."""
-        self._kill_group(proc)
+        kill_group(proc.pid)
         self.orphans.known.discard(proc.pid)
         self.orphans.collect()  # its children were re-parented to the coordinator
         # The worker created these shared-memory blocks and can no longer unlink them.
@@ -186,7 +187,7 @@ class Supervisor:
                 self.on_change(h)
             elif not self._stopping and proc.returncode is None:
                 log.error("worker %s did not become ready within %.0fs", h.worker_id, s.worker_start_timeout_s)
-                self._kill_group(proc)
+                kill_group(proc.pid)
             code = await proc.wait()
             self._bury(h, proc)
             h.last_exit = _describe_exit(code)
@@ -204,25 +205,13 @@ class Supervisor:
             backoff = min(max(backoff * 2, 0.1), s.worker_restart_backoff_max_s)
         h.state = pb.WORKER_STATE_STOPPING
 
-    @staticmethod
-    def _kill_group(proc: asyncio.subprocess.Process, sig: int = signal.SIGKILL) -> None:
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
     async def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM every worker, SIGKILL what is left after ``timeout``; idempotent."""
         self._stopping = True
         for h in self.handles:
             h.state = pb.WORKER_STATE_STOPPING
-        procs = [p for p in self._procs.values() if p.returncode is None]
-        for p in procs:
-            self._kill_group(p, signal.SIGTERM)
-        if procs:
-            await asyncio.wait([asyncio.create_task(p.wait()) for p in procs], timeout=timeout)
-        for p in self._procs.values():
-            self._kill_group(p)
+        # The whole group gets SIGTERM: the worker's driver and Chromium close with it.
+        await stop_processes(list(self._procs.values()), timeout, term_group=True)
         for t in self._tasks.values():
             t.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)

@@ -32,9 +32,8 @@ from urllib.parse import urlsplit
 
 from playwright.async_api import BrowserContext, Route
 
+from ..access import IP, unmapped
 from ..config import Config
-
-IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data", "instance-data.ec2.internal"}
 METADATA_ADDRESSES = {ipaddress.ip_address("fd00:ec2::254")}  # AWS's IPv6 metadata address
@@ -91,9 +90,7 @@ def host_ip(host: str) -> IP | None:
         if v4 is None:
             return None
         ip = v4
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
+    return unmapped(ip)
 
 
 class UrlPolicy:
@@ -142,8 +139,7 @@ class UrlPolicy:
 
     def address_refusal(self, ip: IP) -> str | None:
         """Why connecting to ``ip`` is refused, or None when it may be reached."""
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
+        ip = unmapped(ip)
         if not self.allow_link_local and (ip.is_link_local or ip in METADATA_ADDRESSES):
             return f"{ip} is a link-local or cloud-metadata address (settings.allow_link_local)"
         if not self.allow_loopback and (ip.is_loopback or ip.is_unspecified or ip in THIS_HOST):

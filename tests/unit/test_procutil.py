@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
-from blast_grpc.procutil import StartError, tree_cpu_seconds, tree_pss, wait_ready_file, write_ready_file
+from blast_grpc.procutil import (
+    StartError,
+    stop_processes,
+    tree_cpu_seconds,
+    tree_pss,
+    wait_ready_file,
+    write_ready_file,
+)
 
 BUSY_CHILD = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
 
@@ -44,3 +54,26 @@ def test_tree_cpu_counts_children_that_already_exited() -> None:
     assert tree_cpu_seconds(os.getpid()) - before >= 0.25
     assert tree_pss(os.getpid()) > 1_000_000
     assert tree_cpu_seconds(2**22 + 12345) == 0.0 and tree_pss(2**22 + 12345) == 0
+
+
+STUBBORN = ("import os, signal, subprocess, sys, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+            "print(child.pid, flush=True)\n"
+            "time.sleep(300)\n")
+
+
+@pytest.mark.asyncio
+async def test_stop_processes_terms_then_kills_the_whole_group() -> None:
+    polite = await asyncio.create_subprocess_exec(sys.executable, "-c", "import time; time.sleep(300)",
+                                                  start_new_session=True)
+    stubborn = await asyncio.create_subprocess_exec(sys.executable, "-c", STUBBORN, start_new_session=True,
+                                                    stdout=asyncio.subprocess.PIPE)
+    assert stubborn.stdout is not None
+    grandchild = int(await asyncio.wait_for(stubborn.stdout.readline(), 30))
+    await stop_processes([polite, stubborn], grace_s=0.5)
+    assert polite.returncode == -signal.SIGTERM  # it exited on SIGTERM
+    assert stubborn.returncode == -signal.SIGKILL  # it ignored SIGTERM: killed after the grace period
+    gone = await asyncio.to_thread(psutil.wait_procs, [psutil.Process(grandchild)] if psutil.pid_exists(grandchild)
+                                   else [], 30)
+    assert not gone[1]  # its own child went with the group
