@@ -39,12 +39,13 @@ from playwright.async_api import Page
 
 from ..config import Config
 from ..llm import LLM, UsageMeter
+from ..prompts import EXTRACT_PROMPT, extract_message, task_message
 from .observe import Observation, observe, page_text
 from .planner import make_plan
 from .replay import Recorder, Replayer
 from .secrets import Secrets
 from .subtasks import SUBTASK_TOOL_NAMES, SUBTASK_TOOLS, Broker, run_subtask_tool
-from .tools import Action, ActionError, Browser, HasPage, HasTabs, ToolFailed, browser_tools, parse_call
+from .tools import Action, ActionError, HasPage, HasTabs, PageActions, ToolFailed, browser_tools, parse_call
 
 SYSTEM_PROMPT = (
     "You are a browser agent. You see the current page as an OBSERVATION: its URL, title, tabs, "
@@ -54,11 +55,6 @@ SYSTEM_PROMPT = (
     "scroll or use extract_content. "
     "When you have the answer, call done(text, success=true); if the task cannot be done, "
     "call done with success=false and say why."
-)
-EXTRACT_PROMPT = (
-    "You extract information from web page text. Answer the QUERY using only the CONTENT. "
-    "Reply with JSON when the query asks for structured data; say plainly when the content "
-    "does not contain the answer."
 )
 MAX_BAD_CALLS_PER_STEP = 3
 MAX_SILENT_STEPS = 2  # consecutive steps in which the model did not answer in time before the task fails
@@ -104,7 +100,7 @@ class Agent:
     refusal: Callable[[str], str | None] = lambda url: None
     # Awaited before every LLM call (and each extraction): the engine's cost limits.
     gate: Callable[[], Awaitable[None]] | None = None
-    # A recorded run to replay (plan cache), and the recording of this run.
+    # An earlier run's recording to replay (the recording cache), and the recording of this run.
     replay: str = ""
     recorder: Recorder = field(default_factory=Recorder)
     tools: list[dict[str, Any]] = field(default_factory=list)
@@ -124,7 +120,7 @@ class Agent:
             return await self.extractor(text, query)
         msgs = [
             {"role": "system", "content": EXTRACT_PROMPT},
-            {"role": "user", "content": f"QUERY: {query}\nCONTENT:\n{text}"},
+            {"role": "user", "content": extract_message(query, text)},
         ]
         reply = await self.llm.chat(self.config.constraints.llm_model_mini, msgs, self.meter)
         return (reply.content or "").strip(), json.dumps({"chunks": 1, "chars": len(text)})
@@ -133,7 +129,7 @@ class Agent:
                   prior: list[tuple[str, str]] | None = None) -> Outcome:
         """Run the task in the holder's page (read afresh at every use: it may be replaced)."""
         s = self.config.settings
-        browser = Browser(session, s.action_timeout_s, self.refusal, self.secrets, s.upload_dir)
+        browser = PageActions(session, s.action_timeout_s, self.refusal, self.secrets, s.upload_dir)
         if initial_url:
             await browser.execute(Action("go_to_url", {"url": initial_url}, "initial"))
         task_msg = task_message(task, prior or [], self.copy, self.copies)
@@ -227,7 +223,7 @@ class Agent:
                 redacted.notes.append(f"no screenshot with this observation: {why} (the text above is redacted)")
         return redacted
 
-    async def _act(self, browser: Browser, action: Action) -> tuple[str, str]:
+    async def _act(self, browser: PageActions, action: Action) -> tuple[str, str]:
         """Run one non-final action; returns (tool result, step detail), redacted, with the engine's notes."""
         text, detail = await self._act_raw(browser, action)
         notes = browser.take_notes()
@@ -237,7 +233,7 @@ class Agent:
             detail = json.dumps({**(json.loads(detail) if detail else {}), **extra})
         return self.secrets.redact(text), self.secrets.redact(detail)
 
-    async def _act_raw(self, browser: Browser, action: Action) -> tuple[str, str]:
+    async def _act_raw(self, browser: PageActions, action: Action) -> tuple[str, str]:
         s = self.config.settings
         if action.name in SUBTASK_TOOL_NAMES:
             assert self.broker is not None
@@ -306,24 +302,12 @@ def step_detail(timing: dict[str, float], parts: list[str]) -> str:
     return json.dumps(merged)
 
 
-def _pages(holder: HasPage | Browser) -> int:
+def _pages(holder: HasPage | PageActions) -> int:
     """How many pages the task's context has open (1 unless something leaked)."""
     try:
         return len(holder.page.context.pages)
     except Exception:
         return 0
-
-
-def task_message(task: str, prior: list[tuple[str, str]], copy: int = 0, copies: int = 0) -> str:
-    """``TASK: ...``; ``COPY: k/N`` for a racing copy; then earlier turns of the conversation."""
-    lines = [f"TASK: {task}"]
-    if copies > 1:
-        lines.append(f"COPY: {copy}/{copies}")
-    if prior:
-        lines.append("CONTEXT (earlier tasks in this conversation, oldest first):")
-        for i, (description, result) in enumerate(prior, 1):
-            lines += [f"{i}. Task: {description}", f"   Result: {result}"]
-    return "\n".join(lines)
 
 
 def _assistant_calls(actions: list[Action], thought: str) -> dict[str, Any]:

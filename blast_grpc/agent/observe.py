@@ -56,8 +56,9 @@ from typing import Any, Sequence
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Frame, Page
 
+from ..popups import popup_note
+from ..prompts import observation_message
 from .dom_script import SNAPSHOT_SCRIPT
-from .popups import popup_note
 
 MAX_ELEMENTS = 500
 MAX_NODES = 60_000  # nodes one frame's walk visits at most (50,000-element pages end with a note, not a hang)
@@ -109,17 +110,8 @@ class Observation:
                 break
             body.append(line)
             used += len(line) + 1
-        return "\n".join([
-            "OBSERVATION",
-            f"URL: {self.url}",
-            f"TITLE: {self.title}",
-            *([f"TABS: {' | '.join(self.tabs)}"] if len(self.tabs) > 1 else []),
-            *(f"NOTE: {n}" for n in self.notes),
-            *([f"SCROLL: {self.scroll}"] if self.scroll else []),
-            "PAGE:",
-            *body,
-            f"STEP: {step}/{max_steps}",
-        ])
+        return observation_message(self.url, self.title, body, step, max_steps, tabs=self.tabs, notes=self.notes,
+                                   scroll=self.scroll)
 
     def image_url(self) -> str | None:
         """The screenshot as a data URL for an ``image_url`` content part (None without vision)."""

@@ -11,6 +11,7 @@ from typing import Awaitable, Callable
 
 from ..config import Config
 from ..llm import LLM, UsageMeter
+from ..prompts import PLAN_PREFIX
 
 PLANNER_PROMPT = (
     "You plan browser tasks. Write a short numbered plan (at most 6 lines) for the TASK below: "
@@ -40,7 +41,7 @@ async def make_plan(llm: LLM, meter: UsageMeter, config: Config, task_message: s
     """Ask the primary model for a plan; the request format is what the simulated model parses."""
     messages = [
         {"role": "system", "content": f"{PLANNER_PROMPT} {guidance(config, may_launch)}"},
-        {"role": "user", "content": "PLAN FOR " + task_message},
+        {"role": "user", "content": PLAN_PREFIX + task_message},
     ]
     if observation:
         messages.append({"role": "user", "content": observation})

@@ -1,4 +1,4 @@
-"""Recording a run for the plan cache, and replaying it without the model.
+"""Recording a run for the recording cache (BLAST's plan cache), and replaying it without the model.
 
 A recording is the plan text and, per step, the tool calls made, the element line
 each index-based call targeted, and a hash of the page text the step was decided

@@ -59,7 +59,7 @@ async (maxMs) => {
 class Subresources:
     """The tab's image, font and stylesheet requests in flight, counted while it is entered.
 
-    Owned by one action (``tools.Browser.execute``): the listeners are added on enter and
+    Owned by one action (``tools.PageActions.execute``): the listeners are added on enter and
     removed on exit, so nothing outlives the action.
     """
 

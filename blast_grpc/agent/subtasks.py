@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..prompts import FIRST_SUBTASK_RESULT, LAUNCHED, SUBTASK_RESULTS
 from .tools import Action, _fn
 
 SUBTASK_TOOLS: list[dict[str, Any]] = [
@@ -67,7 +68,7 @@ async def run_subtask_tool(broker: Broker, action: Action) -> str:
             copies = int(a.get("num_copies") or 1)
             task_id, started = await broker.launch(str(a["task"]), str(a.get("initial_url") or ""), copies)
             extra = f" ({started} racing copies)" if started > 1 else ""
-            return f"Launched subtask {task_id}{extra}"
+            return f"{LAUNCHED} {task_id}{extra}"
         ids = a.get("task_ids")
         if isinstance(ids, str):
             ids = [ids]
@@ -75,7 +76,7 @@ async def run_subtask_tool(broker: Broker, action: Action) -> str:
             return "Error: task_ids must be a non-empty list of subtask ids"
         first = action.name == "get_first_subtask_result"
         outcomes = await broker.wait(ids, first)
-        head = "First subtask result:" if first else "Subtask results:"
+        head = FIRST_SUBTASK_RESULT if first else SUBTASK_RESULTS
         return "\n".join([head, *(o.line() for o in outcomes)])
     except BrokerRefused as exc:
         return f"Error: {exc}"

@@ -1,7 +1,7 @@
 """The browser tools the model calls, as Chat Completions function schemas, and their execution.
 
 ``parse_call`` turns a tool call into an ``Action`` or an ``ActionError`` that is
-reported back to the model; ``Browser.execute`` performs an action on the page and
+reported back to the model; ``PageActions.execute`` performs an action on the page and
 returns the text the model gets as the tool result (``_do_<tool>`` per tool).
 
 Elements are found by their observation number and checked against the observation's
@@ -34,10 +34,11 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Frame, Locator, Page, Position, Request
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
+from ..popups import blocked_popups, popup_note, tabs_opening
+from ..prompts import OPENED, WENT_BACK
 from .elements import ElementGone, locate, reach
 from .inputs import FillError, fill_field
 from .observe import Observation, is_context_lost, stop_loading
-from .popups import blocked_popups, popup_note, tabs_opening
 from .secrets import SecretError, Secrets
 from .settle import Subresources, settle
 
@@ -193,7 +194,7 @@ class HasTabs(Protocol):
     async def close_tab(self, index: int) -> Page: ...
 
 
-class Browser:
+class PageActions:
     """Carries out page actions on the holder's page; ``timeout_s`` bounds each Playwright call.
 
     ``seen`` is the observation the model decided on: element numbers are checked against
@@ -291,7 +292,7 @@ class Browser:
             if why:
                 return f"Error: {refusal_note(str(a.args['url']), why)}"
             await self.page.goto(str(a.args["url"]), timeout=t, wait_until="domcontentloaded")
-            return f"Opened {self.page.url}"
+            return f"{OPENED} {self.page.url}"
         return str(await handler(a))
 
     async def _do_go_to_url(self, a: Action) -> str:  # handled in _execute (refusal first)
@@ -475,7 +476,7 @@ class Browser:
 
     async def _do_go_back(self, a: Action) -> str:
         await self.page.go_back(timeout=self._timeout_ms, wait_until="domcontentloaded")
-        return f"Went back to {self.page.url}"
+        return f"{WENT_BACK} {self.page.url}"
 
     async def _do_wait(self, a: Action) -> str:
         try:

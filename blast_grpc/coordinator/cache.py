@@ -1,4 +1,4 @@
-"""The result cache and the plan cache, in SQLite next to the coordinator.
+"""The result cache and the recording cache (BLAST's "plan cache"), in SQLite next to the coordinator.
 
 Both are keyed by a task's *lineage*: its description and start URL, preceded by
 those of the earlier tasks of its conversation (the previous_task_id chain), so a
@@ -7,10 +7,12 @@ follow-up never gets the answer to a different conversation.
 * result cache: a task whose lineage completed successfully before is answered at
   once, with no browser and no LLM call (skip with "no-cache", don't record with
   "no-store");
-* plan cache: the recorded steps of a successful run (the browser actions, the
+* recording cache: the recording of a successful run (the browser actions, the
   element each one targeted, the page text it finished on), which the agent
   replays without asking the model, falling back to the model from the first step
-  that no longer fits the page ("no-cache-plan", "no-store-plan").
+  that no longer fits the page. BLAST calls it the plan cache, and its public names
+  keep that word (``settings.cache_plans``, "no-cache-plan", "no-store-plan", the
+  ``plans`` table); in the code "plan" is only the planner's text.
 
 The file lives at ``settings.cache_path``; without ``settings.persist_cache`` it is
 emptied at start-up. Every SQLite call runs on the cache's own thread (the one
@@ -79,14 +81,14 @@ class Cache:
     async def get_result(self, key: str) -> str | None:
         return await asyncio.wrap_future(self._pool.submit(self._get, "results", key))
 
-    async def get_plan(self, key: str) -> str | None:
+    async def get_recording(self, key: str) -> str | None:
         return await asyncio.wrap_future(self._pool.submit(self._get, "plans", key))
 
     def put_result(self, key: str, result: str) -> None:
         self._queue_put("results", key, result)
 
-    def put_plan(self, key: str, plan: str) -> None:
-        self._queue_put("plans", key, plan)
+    def put_recording(self, key: str, recording: str) -> None:
+        self._queue_put("plans", key, recording)
 
     def _queue_put(self, table: str, key: str, value: str) -> None:
         try:

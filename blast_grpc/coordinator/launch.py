@@ -51,7 +51,7 @@ class Launcher:
         return min(requested, c.first_of_n_num_copies)
 
     async def launch(self, spec: pb.TaskSpec, parent: TaskRecord | None = None, copies: int = 1) -> TaskRecord:
-        hit, plan, key = await self._look_up(spec)
+        hit, replay, key = await self._look_up(spec)
         if parent is not None and parent.done:  # it ended while the cache was read
             raise ParentEnded(f"task {parent.task_id} already ended")
         rec = self.store.new(spec, parent)
@@ -60,7 +60,7 @@ class Launcher:
             rec.prefer_worker = previous.worker_id
         if parent is not None:
             parent.emit(subtask_launched=pb.SubtaskLaunched(subtask_id=rec.task_id, description=spec.description))
-        if self._from_cache(rec, hit, plan, key):
+        if self._from_cache(rec, hit, replay, key):
             return rec
         if copies <= 1:
             self.scheduler.submit(rec)
@@ -80,7 +80,7 @@ class Launcher:
         self.scheduler.submit(rec)
 
     async def _look_up(self, spec: pb.TaskSpec) -> tuple[str | None, str, str]:
-        """(cached result, plan to replay, lineage key) for a task about to be created."""
+        """(cached result, recording to replay, lineage key) for a task about to be created."""
         if self.cache is None:
             return None, "", ""
         s, directives = self.config.settings, set(spec.cache_control)
@@ -90,13 +90,13 @@ class Launcher:
         hit = None
         if s.cache_results and "no-cache" not in directives:
             hit = await self.cache.get_result(key)
-        plan = ""
+        replay = ""
         if hit is None and s.cache_plans and "no-cache-plan" not in directives:
-            plan = await self.cache.get_plan(key) or ""
-        return hit, plan, key
+            replay = await self.cache.get_recording(key) or ""
+        return hit, replay, key
 
-    def _from_cache(self, rec: TaskRecord, hit: str | None, plan: str, key: str) -> bool:
-        """Answer from the result cache, or attach a plan to replay; arrange to record the run."""
+    def _from_cache(self, rec: TaskRecord, hit: str | None, replay: str, key: str) -> bool:
+        """Answer from the result cache, or attach a recording to replay."""
         if self.cache is None:
             return False
         rec.cache_key = key
@@ -105,7 +105,7 @@ class Launcher:
             rec.queue()
             self.store.finish(rec, pb.TASK_STATE_COMPLETED, result=hit, success=True)
             return True
-        rec.replay_plan = plan
+        rec.replay = replay
         return False
 
     def _record(self, rec: TaskRecord) -> None:
@@ -120,4 +120,4 @@ class Launcher:
         if s.cache_results and "no-store" not in directives:
             self.cache.put_result(rec.cache_key, rec.result)
         if s.cache_plans and "no-store-plan" not in directives and rec.recording:
-            self.cache.put_plan(rec.cache_key, rec.recording)
+            self.cache.put_recording(rec.cache_key, rec.recording)

@@ -222,7 +222,7 @@ class Scheduler:
                                history=self._lineage(rec), copy=rec.copy, copies=rec.copies,
                                may_launch_subtasks=c.allow_parallelism.task
                                and rec.depth < c.max_parallelism_nesting_depth,
-                               replay_plan=rec.replay_plan)
+                               replay=rec.replay)
         )
         try:
             async for msg in call:

@@ -102,9 +102,10 @@ class TaskRecord:
     winner_task_id: str = ""
     # A follow-up runs best where the previous task's browser context is kept.
     prefer_worker: str = ""
-    # Caching: the lineage key, a plan to replay, the run's recording, and what was reused.
+    # Caching: the lineage key, an earlier run's recording to replay, this run's recording, and
+    # what was reused.
     cache_key: str = ""
-    replay_plan: str = ""
+    replay: str = ""
     recording: str = ""
     cached: bool = False
     replayed_steps: int = 0

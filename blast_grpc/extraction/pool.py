@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import Any, Sequence
 
 from ..config import Config, model_name
+from ..prompts import EXTRACT_PROMPT
 from ..supervise import TaskSet
 from . import reader
 from .blocks import ChunkRef, check_owner_tag, create_block, release_block
@@ -93,10 +94,6 @@ class ExtractionPool:
     """
 
     def __init__(self, config: Config, owner_tag: str, processes: int, tasks: TaskSet | None = None) -> None:
-        # Imported here rather than at the top: reader processes import this package
-        # but must not pay for the agent loop's imports (Playwright).
-        from ..agent.loop import EXTRACT_PROMPT
-
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
         self._tag = check_owner_tag(owner_tag)

@@ -20,6 +20,7 @@ from multiprocessing.connection import wait
 import openai
 
 from ..config import Config, model_name
+from ..prompts import extract_message
 from .blocks import ChunkRef, read_slice
 from .errors import ExtractionError
 
@@ -107,7 +108,7 @@ def read_chunk(ref: ChunkRef, query: str) -> tuple[int, str, int, int]:
             model=_reader.model,
             messages=[
                 {"role": "system", "content": _reader.prompt},
-                {"role": "user", "content": f"QUERY: {query}\nCONTENT:\n{text}"},
+                {"role": "user", "content": extract_message(query, text)},
             ],
         )
     except openai.OpenAIError as exc:

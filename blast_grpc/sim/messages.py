@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from .. import prompts as P
+
 TOOL_PARAMS: dict[str, dict[str, Any]] = {
     "go_to_url": {"url": {"type": "string"}},
     "click": {"index": {"type": "integer"}},
@@ -59,21 +61,9 @@ def observation(url: str, title: str = "", elements: Iterable[str] = (), text: s
     """An ``OBSERVATION`` block. ``page`` gives the PAGE lines as the engine writes them (text lines
     and ``[N] <tag ...>name`` lines interleaved); without it, ``text`` comes first and then
     ``elements`` (``<tag ...>label`` strings), numbered from 0."""
-    tab_list = list(tabs)
-    lines = ["OBSERVATION", f"URL: {url}", f"TITLE: {title}"]
-    if len(tab_list) > 1:
-        lines.append("TABS: " + " | ".join(tab_list))
-    lines += [f"NOTE: {n}" for n in notes]
-    if scroll:
-        lines.append(f"SCROLL: {scroll}")
-    lines.append("PAGE:")
-    if page is not None:
-        lines += list(page)
-    else:
-        lines += [text] if text else []
-        lines += [f"[{i}] {e}" for i, e in enumerate(elements)]
-    lines.append(f"STEP: {step}/{max_steps}")
-    return "\n".join(lines)
+    if page is None:
+        page = [*([text] if text else []), *(f"[{i}] {e}" for i, e in enumerate(elements))]
+    return P.observation_message(url, title, page, step, max_steps, tabs=tabs, notes=notes, scroll=scroll)
 
 
 def with_image(observation_text: str, jpeg_data_url: str) -> list[dict[str, Any]]:
@@ -95,9 +85,7 @@ HistoryItem = tuple[str, dict[str, Any], str] | tuple[str, dict[str, Any], str, 
 
 def task_message(task: str, copy: tuple[int, int] | None = None, context: str = "") -> str:
     """``TASK: ...``, the ``COPY: k/N`` line of a racing copy, then an optional CONTEXT block."""
-    lines = [f"TASK: {task}"]
-    if copy is not None:
-        lines.append(f"COPY: {copy[0]}/{copy[1]}")
+    lines = [P.task_message(task, copy=copy[0], copies=copy[1]) if copy is not None else P.task_message(task)]
     if context:
         lines.append(context)
     return "\n".join(lines)
@@ -135,13 +123,13 @@ def extraction_messages(query: str, content: str) -> list[dict[str, Any]]:
     """The mini model's extraction request."""
     return [
         {"role": "system", "content": "You extract information from web page text."},
-        {"role": "user", "content": f"QUERY: {query}\nCONTENT:\n{content}"},
+        {"role": "user", "content": P.extract_message(query, content)},
     ]
 
 
 def plan_messages(task: str, current: str | None = None, copy: tuple[int, int] | None = None) -> list[dict[str, Any]]:
     """A planner request; ``current`` is the observation of the page already open, if any."""
-    first = f"PLAN FOR TASK: {task}" + (f"\nCOPY: {copy[0]}/{copy[1]}" if copy else "")
+    first = P.PLAN_PREFIX + (P.task_message(task, copy=copy[0], copies=copy[1]) if copy else P.task_message(task))
     msgs = [
         {"role": "system", "content": "You plan browser tasks."},
         {"role": "user", "content": first},
@@ -153,7 +141,7 @@ def plan_messages(task: str, current: str | None = None, copy: tuple[int, int] |
 
 def launched_result(task_id: str) -> str:
     """The tool result of ``launch_subtask``."""
-    return f"Launched subtask {task_id}"
+    return f"{P.LAUNCHED} {task_id}"
 
 
 def subtask_line(task_id: str, status: str, text: str) -> str:
@@ -165,4 +153,4 @@ def subtask_line(task_id: str, status: str, text: str) -> str:
 
 def results_message(lines: Iterable[str], first: bool = False) -> str:
     """The tool result of ``get_subtask_results`` (or of ``get_first_subtask_result`` when ``first``)."""
-    return "\n".join(["First subtask result:" if first else "Subtask results:", *lines])
+    return "\n".join([P.FIRST_SUBTASK_RESULT if first else P.SUBTASK_RESULTS, *lines])

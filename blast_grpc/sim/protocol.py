@@ -27,16 +27,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import prompts as P
+from ..prompts import CONTEXT_HEADER
+
 AGENT, EXTRACT, PLAN, OTHER = "agent", "extract", "plan", "other"
 
 _ELEMENT_LINE = re.compile(r"^\[(\d+)\] (<.*)$")
-_STEP_LINE = re.compile(r"^STEP:\s*(\d+)")
+_STEP_LINE = re.compile(rf"^{P.STEP}\s*(\d+)")
 _URL_IN_TEXT = re.compile(r"https?://[^\s\"'<>)\]]+")
-_COPY_LINE = re.compile(r"^COPY:[ \t]*(\d+)[ \t]*/[ \t]*(\d+)[ \t]*$\n?", re.MULTILINE)
-CONTEXT_HEADER = "CONTEXT (earlier tasks in this conversation, oldest first):"
-_LAUNCHED = re.compile(r"^Launched subtask (task_[0-9A-Za-z_-]+)")
-_RESULTS_HEADERS = ("Subtask results:", "First subtask result:")
-_VISITED = re.compile(r"^(?:Opened|Went back to) (\S+)")
+_COPY_LINE = re.compile(rf"^{P.COPY}[ \t]*(\d+)[ \t]*/[ \t]*(\d+)[ \t]*$\n?", re.MULTILINE)
+_LAUNCHED = re.compile(rf"^{P.LAUNCHED} (task_[0-9A-Za-z_-]+)")
+_RESULTS_HEADERS = (P.SUBTASK_RESULTS, P.FIRST_SUBTASK_RESULT)
+_VISITED = re.compile(rf"^(?:{P.OPENED}|{P.WENT_BACK}) (\S+)")
 _LINK_LINE = re.compile(r"^<a\b[^>]*>(.*?)(?:</a>)?$")
 
 
@@ -135,21 +137,22 @@ def parse_observation(text: str) -> Observation | None:
     ``text`` is the whole section (text lines and element lines, in page order).
     """
     lines = text.split("\n")
-    if not lines or lines[0].strip() != "OBSERVATION":
+    if not lines or lines[0].strip() != P.OBSERVATION:
         return None
     obs = Observation()
     i = 1
-    while i < len(lines) and lines[i].strip() != "PAGE:":
+    while i < len(lines) and lines[i].strip() != P.PAGE:
         key, _, value = lines[i].partition(":")
-        if key == "URL":
+        key += ":"
+        if key == P.URL:
             obs.url = value.strip()
-        elif key == "TITLE":
+        elif key == P.TITLE:
             obs.title = value.strip()
-        elif key == "TABS":
+        elif key == P.TABS:
             obs.tabs = [t.strip() for t in value.split(" | ") if t.strip()]
-        elif key == "NOTE":
+        elif key == P.NOTE:
             obs.notes.append(value.strip())
-        elif key == "SCROLL":
+        elif key == P.SCROLL:
             obs.scroll = value.strip()
         i += 1
     body = lines[i + 1:]
@@ -186,8 +189,8 @@ def _tool_names(tools: Any) -> list[str]:
 
 def _split_query(text: str) -> tuple[str, str]:
     """``QUERY: q ... CONTENT:\\n body`` -> (q, body)."""
-    head, sep, body = text.partition("\nCONTENT:")
-    query = head[len("QUERY:"):].strip()
+    head, sep, body = text.partition("\n" + P.CONTENT)
+    query = head[len(P.QUERY):].strip()
     if not sep:
         return query, ""
     return query, body[1:] if body.startswith("\n") else body.lstrip(" ")
@@ -268,8 +271,8 @@ def parse_request(body: dict[str, Any]) -> ChatRequest:
 
     if body.get("tools"):
         req.kind = AGENT
-        if first_user.startswith("TASK:"):
-            _set_task(req, first_user[len("TASK:"):])
+        if first_user.startswith(P.TASK):
+            _set_task(req, first_user[len(P.TASK):])
         last = messages[-1] if messages else {}
         if last.get("role") == "user":
             req.observation = parse_observation(content_text(last.get("content")))
@@ -279,11 +282,11 @@ def parse_request(body: dict[str, Any]) -> ChatRequest:
         assistants = sum(1 for m in messages if m.get("role") == "assistant")
         obs_step = req.observation.step if req.observation else None
         req.step = obs_step if obs_step is not None else assistants + 1
-    elif first_user.startswith("PLAN FOR TASK:"):
+    elif first_user.startswith(P.PLAN_PREFIX + P.TASK):
         req.kind = PLAN
-        _set_task(req, first_user[len("PLAN FOR TASK:"):])
+        _set_task(req, first_user[len(P.PLAN_PREFIX + P.TASK):])
         req.observation = _later_observation(messages)
-    elif last_user.startswith("QUERY:"):
+    elif last_user.startswith(P.QUERY):
         req.kind = EXTRACT
         req.query, req.content = _split_query(last_user)
     return req

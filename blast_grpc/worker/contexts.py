@@ -40,7 +40,7 @@ from typing import Any, Awaitable, Callable, Coroutine
 from playwright.async_api import Browser, BrowserContext
 
 from ..agent.dom_script import LISTENERS_SCRIPT
-from ..agent.popups import BLOCK_POPUPS_SCRIPT
+from ..popups import BLOCK_POPUPS_SCRIPT
 from ..supervise import TaskSet, fault_point
 from .egress import Egress
 from .navigation import Refusals

@@ -11,7 +11,7 @@ A ``PageGuard`` watches one task's browser context while the task holds it:
   in answer to a click) is handed to ``adopt`` (the session) and becomes the current
   tab; one beyond the session's tab limit is closed, with a note giving its address.
   Windows a page opens on its own (no click: e.g. while loading) are not opened in the
-  first place (``agent/popups.py``);
+  first place (``popups.py``);
 * **downloads** are refused (contexts are created with ``accept_downloads=False``,
   so nothing is written to disk) and reported;
 * **refused navigations**: when a navigation request of any frame fails (a redirect
@@ -36,8 +36,8 @@ from typing import Any, Callable, Coroutine
 
 from playwright.async_api import BrowserContext, Dialog, Download, Page, Request
 
-from ..agent.popups import popup_note
 from ..agent.tools import refusal_note, unreachable_note
+from ..popups import popup_note
 from .navigation import Refusals
 
 log = logging.getLogger("blast_grpc.worker")

@@ -1,7 +1,8 @@
 """A browser worker process: uvloop, one Chromium, a gRPC server on its own address.
 
-Started by the coordinator's supervisor (``blast-grpc worker ...``) or by hand on
-another host. It exits when its browser disconnects (so the supervisor restarts a
+Started by the coordinator's supervisor (``blast-grpc worker ...``) on the coordinator's
+host: it serves on a Unix socket in the runtime directory and calls the coordinator back on
+another (the task broker). It exits when its browser disconnects (so the supervisor restarts a
 whole, healthy worker), with ``EXIT_BROWSER_LOST`` after telling each running task
 what died; when one of its long-lived loops crashes (they belong to a ``TaskSet``,
 ``supervise.py``), with ``EXIT_LOOP_CRASHED`` after logging the traceback; and on

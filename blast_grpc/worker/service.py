@@ -195,7 +195,7 @@ class WorkerService(wgrpc.WorkerServiceServicer):
                       refusal=self.policy.refusal,
                       gate=budget_gate(self.broker, task_id) if self.broker is not None and self._cost_limited
                       else None,
-                      replay=request.replay_plan, secrets=self.secrets)
+                      replay=request.replay, secrets=self.secrets)
         self._running[task_id] = (queue, agent)
         runner = asyncio.create_task(self._drive(agent, session, request, queue), name=f"agent-{task_id}")
         ended = False

@@ -10,7 +10,7 @@ from playwright.async_api import Browser, BrowserContext
 
 from blast_grpc.agent.observe import Observation, observe
 from blast_grpc.agent.tools import Action
-from blast_grpc.agent.tools import Browser as Tools
+from blast_grpc.agent.tools import PageActions as Tools
 from blast_grpc.worker.contexts import IdleContexts
 from blast_grpc.worker.egress import Egress
 from blast_grpc.worker.navigation import UrlPolicy

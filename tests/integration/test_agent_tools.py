@@ -1,4 +1,4 @@
-"""Every browser tool against real Chromium on small local pages (no engine; the agent's ``Browser``)."""
+"""Every browser tool against real Chromium on small local pages (no engine; the agent's ``PageActions``)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from blast_grpc.agent.loop import Agent, StepReport
 from blast_grpc.agent.observe import observe
 from blast_grpc.agent.secrets import Secrets, placeholder
 from blast_grpc.agent.tools import Action
-from blast_grpc.agent.tools import Browser as Tools
+from blast_grpc.agent.tools import PageActions as Tools
 from blast_grpc.config import config_from_dict
 from blast_grpc.llm import LLM, UsageMeter
 from blast_grpc.worker.session import BrowserSession

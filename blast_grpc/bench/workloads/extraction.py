@@ -27,13 +27,13 @@ from typing import Any
 
 from playwright.async_api import async_playwright
 
-from ...agent.loop import EXTRACT_PROMPT
 from ...agent.observe import page_text
 from ...chromium import CHROMIUM_ARGS, find_chromium
 from ...config import Config
 from ...extraction import ChunkRef, ExtractionPool, merge_partials, split_chunks
 from ...extraction.blocks import create_block, read_slice, release_block
 from ...llm import LLM, UsageMeter
+from ...prompts import EXTRACT_PROMPT, extract_message
 from ..context import BenchContext, constant
 from ..results import Row, WorkloadResult
 from ..sitegen import long_code
@@ -67,7 +67,7 @@ class Params:
 
 def _prompt_chars(text_chars: int) -> int:
     """Characters the simulated model counts for one extraction request over ``text_chars``."""
-    return len(EXTRACT_PROMPT) + len(f"QUERY: {QUERY}\nCONTENT:\n") + text_chars
+    return len(EXTRACT_PROMPT) + len(extract_message(QUERY, "")) + text_chars
 
 
 def _config(base_url: str, mini: str) -> Config:
@@ -95,7 +95,7 @@ async def _page_texts(ctx: BenchContext, sizes: list[int]) -> dict[int, str]:
 
 
 async def _timed_whole(llm: LLM, model: str, text: str) -> tuple[float, str]:
-    msgs = [{"role": "system", "content": EXTRACT_PROMPT}, {"role": "user", "content": f"QUERY: {QUERY}\nCONTENT:\n{text}"}]
+    msgs = [{"role": "system", "content": EXTRACT_PROMPT}, {"role": "user", "content": extract_message(QUERY, text)}]
     t0 = time.perf_counter()
     reply = await llm.chat(model, msgs, UsageMeter())
     return time.perf_counter() - t0, reply.content or ""

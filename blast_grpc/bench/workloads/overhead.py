@@ -7,7 +7,7 @@ initial navigation), from the engine's event timestamps::
     overhead = (step n event - step n-1 event) - L - the browser action's own time
 
 The action's own time is measured outside the engine with the engine's own code
-(``observe`` then ``Browser.execute(click)``) on the same pages in a standalone Chromium,
+(``observe`` then ``PageActions.execute(click)``) on the same pages in a standalone Chromium,
 right after each engine task (so both see the same machine load); ``done`` has no
 browser action. The overhead therefore includes observing the page,
 the model round trip beyond L (HTTP, the simulated model's own work) and relaying the
@@ -33,7 +33,7 @@ import httpx
 from playwright.async_api import async_playwright
 
 from ...agent.observe import observe
-from ...agent.tools import Action, Browser
+from ...agent.tools import Action, PageActions
 from ...chromium import CHROMIUM_ARGS, find_chromium
 from ...config import Config
 from ...engine import Engine
@@ -63,7 +63,7 @@ class Params:
 
 
 class _Holder:
-    """The page holder ``Browser`` expects (a worker's session, without parking)."""
+    """The page holder ``PageActions`` expects (a worker's session, without parking)."""
 
     def __init__(self, page: Any) -> None:
         self.page = page
@@ -74,7 +74,7 @@ class _Holder:
 
 class Baseline:
     """A standalone Chromium that repeats the engine's browser work (``observe``, then click
-    Next with the engine's ``Browser``) on the same pages, between engine tasks, so both
+    Next with the engine's ``PageActions``) on the same pages, between engine tasks, so both
     see the same machine load. Collects the time of each."""
 
     def __init__(self, ctx: BenchContext, steps: int) -> None:
@@ -84,14 +84,14 @@ class Baseline:
         self.observes: list[float] = []
         self._stack = contextlib.AsyncExitStack()
         self._page: Any = None
-        self._tools: Browser | None = None
+        self._tools: PageActions | None = None
 
     async def __aenter__(self) -> Baseline:
         pw = await self._stack.enter_async_context(async_playwright())
         browser = await pw.chromium.launch(executable_path=await asyncio.to_thread(find_chromium), args=CHROMIUM_ARGS, headless=True)
         self._stack.push_async_callback(browser.close)
         self._page = await (await browser.new_context()).new_page()
-        self._tools = Browser(_Holder(self._page), 10.0)
+        self._tools = PageActions(_Holder(self._page), 10.0)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -9,6 +9,9 @@ with an observation), and the model gets ``popup_note(url)`` for each: it can
 ``go_to_url`` there if it wants to. What a click opens (a ``target=_blank`` link,
 ``window.open`` in a click handler) becomes a new tab of the task (``worker/guard.py``,
 ``worker/session.py``); one beyond the tab limit is closed with the same note.
+
+It sits beside ``agent/`` and ``worker/`` rather than in either: the worker installs the
+script in each context and notes the tabs it closes, the agent reads what was blocked.
 """
 
 from __future__ import annotations
