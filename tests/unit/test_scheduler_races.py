@@ -15,6 +15,7 @@ from typing import Any, AsyncIterator
 import pytest
 
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
+from blast_grpc._proto.blast.worker.v1 import worker_pb2 as wpb
 from blast_grpc.config import config_from_dict
 from blast_grpc.coordinator.budget import Budget
 from blast_grpc.coordinator.launch import Launcher
@@ -40,15 +41,38 @@ class Core:
         return asyncio.ensure_future(self.launcher.launch(pb.TaskSpec(description=description), None, copies))
 
 
+class FakeCache:
+    """The result and recording caches as the launcher uses them, in dicts."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, str] = {}
+        self.recordings: dict[str, str] = {}
+        self.writes: list[tuple[str, str]] = []
+
+    async def get_result(self, key: str) -> str | None:
+        return self.results.get(key)
+
+    async def get_recording(self, key: str) -> str | None:
+        return self.recordings.get(key)
+
+    def put_result(self, key: str, result: str) -> None:
+        self.writes.append(("result", result))
+        self.results[key] = result
+
+    def put_recording(self, key: str, recording: str) -> None:
+        self.writes.append(("recording", recording))
+        self.recordings[key] = recording
+
+
 @asynccontextmanager
 async def core(workers: int = 2, *, constraints: dict[str, Any] | None = None,
-               settings: dict[str, Any] | None = None) -> AsyncIterator[Core]:
+               settings: dict[str, Any] | None = None, cache: FakeCache | None = None) -> AsyncIterator[Core]:
     config = config_from_dict({"constraints": constraints or {}, "settings": settings or {}})
     store = TaskStore()
     fake = FakeWorkers(workers)
     tasks = TaskSet()
     scheduler = Scheduler(config, store, fake, lambda rec: [], Budget(config), tasks)
-    launcher = Launcher(config, store, scheduler)
+    launcher = Launcher(config, store, scheduler, cache)  # type: ignore[arg-type]
     ended: list[TaskRecord] = []
     store.on_finished.append(ended.append)
     scheduler.start()
@@ -226,3 +250,48 @@ async def test_stop_cancels_running_and_queued_tasks_with_the_reason() -> None:
         await c.scheduler.stop("shutting down")
         assert (running.state, running.error) == (pb.TASK_STATE_CANCELLED, "shutting down")
         assert (queued.state, queued.error) == (pb.TASK_STATE_CANCELLED, "shutting down")
+
+
+async def test_the_finished_path_caches_a_success_and_the_next_identical_task_is_answered_from_it() -> None:
+    cache = FakeCache()
+    async with core(cache=cache) as c:
+        rec = await c.submit("same task")
+        call = await c.workers.next_call()
+        assert call.request.replay == ""  # nothing recorded yet
+        call.send(wpb.RunTaskResponse(recording='{"steps": []}'))
+        call.complete("answer")
+        await ended(rec)
+        assert cache.writes == [("result", "answer"), ("recording", '{"steps": []}')]
+        again = await c.submit("same task")
+        assert (again.state, again.result, again.cached) == (pb.TASK_STATE_COMPLETED, "answer", True)
+        assert kinds(again) == ["scheduled", "completed"] and c.workers.pending() == 0
+        assert len(cache.writes) == 2  # an answer from the cache is not written again
+
+
+async def test_a_failure_is_not_cached_and_a_recording_is_replayed() -> None:
+    cache = FakeCache()
+    async with core(cache=cache) as c:
+        rec = await c.submit("flaky task")
+        call = await c.workers.next_call()
+        call.complete("could not", success=False)
+        await ended(rec)
+        assert cache.writes == []
+        cache.recordings[rec.cache_key] = '{"steps": [1]}'
+        replayed = await c.submit("flaky task")
+        call = await c.workers.next_call()
+        assert call.task_id == replayed.task_id and call.request.replay == '{"steps": [1]}'
+        call.complete("done")
+        await ended(replayed)
+
+
+async def test_a_races_winner_is_cached_under_the_races_key() -> None:
+    cache = FakeCache()
+    first_of_n = {"allow_parallelism": {"first_of_n": True}, "first_of_n_num_copies": 2}
+    async with core(workers=2, constraints=first_of_n, cache=cache) as c:
+        race = await c.submit("race", copies=2)
+        calls = [await c.workers.next_call(), await c.workers.next_call()]
+        calls[1].send(wpb.RunTaskResponse(recording="r2"))
+        calls[1].complete("won")
+        await ended(race)
+        assert race.recording == "r2" and cache.results == {race.cache_key: "won"}
+        assert cache.recordings == {race.cache_key: "r2"}
