@@ -34,6 +34,7 @@ through its transition methods, and it ends only through ``TaskStore.finish`` (o
                                                             slot for it while it waits for its
                                                             subtasks (release / reacquire)
 
+A queued task can end too (cancelled, answered from the result cache, no LLM endpoint).
 ``finish`` runs the one finished path in a fixed order (its docstring lists it): terminal
 event, result cache, children cancelled, the race decided, observers. Nothing else reacts to
 a task's end, so the order never depends on who registered a callback first.
