@@ -169,8 +169,10 @@ class Coordinator:
         self.orphans.start(self.tasks)
         # Once, here, for every worker: off the loop, because the last resort (Playwright's own
         # download) asks Playwright's sync API, which refuses to run inside an event loop.
+        # The look-up may start Playwright's driver, a child of ours: not an orphan to sweep.
         try:
-            chromium = await asyncio.to_thread(find_chromium, s.local_browser_path)
+            with self.orphans.launching():
+                chromium = await asyncio.to_thread(find_chromium, s.local_browser_path)
         except ChromiumNotFound as exc:
             raise SystemExit(f"blast-grpc: {exc}") from None
         log.info("Chromium: %s", chromium)
