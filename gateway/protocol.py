@@ -5,6 +5,13 @@ name (as OpenAI does), and parameters that tune a model's sampling
 (``temperature``, ``max_output_tokens``, ...) are accepted and ignored, because the
 engine picks and drives its own models. The task is the text of the last user
 message; ``instructions`` and the other messages become context written before it.
+
+``model`` names the model that drives the agent: one of the engine's configured models
+(``constraints.llm_model`` / ``llm_model_mini``, as ``GET /v1/models`` lists them), sent as
+``TaskSpec.model``; any other name is a 400 naming the allowed ones. BLAST's cache
+directives come in ``metadata.cache_control`` (comma-separated, e.g. ``"no-cache"``) and
+become ``TaskSpec.cache_control``. What the gateway keeps for itself (the background flag,
+which API made the task) goes in ``TaskSpec.client_state``, never in the user's metadata.
 """
 
 from __future__ import annotations
@@ -20,16 +27,17 @@ from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 from .convert import task_id_of
 from .errors import ApiError, from_validation, invalid
 
-# The gateway keeps what it must echo on retrieval (the model asked for, the background
-# flag) in the task's own metadata under this key, so it needs no state of its own.
-GATEWAY_KEY = "blast.gateway"
-MAX_USER_METADATA = 15  # the coordinator allows 16 pairs; one is GATEWAY_KEY
+MAX_USER_METADATA = 16  # the coordinator's limit (TaskSpec.metadata)
 MAX_MODEL_CHARS = 256
+# The metadata key that carries BLAST's cache directives (TaskSpec.cache_control).
+CACHE_CONTROL_KEY = "cache_control"
+CACHE_DIRECTIVES = ("no-cache", "no-store", "no-cache-plan", "no-store-plan")
 
 # Maps the TaskSpec field a coordinator error names to the request parameter.
 RESPONSES_PARAMS = {"spec.description": "input", "spec.previous_task_id": "previous_response_id",
-                    "spec.metadata": "metadata"}
-CHAT_PARAMS = {"spec.description": "messages", "spec.metadata": "metadata"}
+                    "spec.metadata": "metadata", "spec.model": "model", "spec.cache_control": "metadata.cache_control"}
+CHAT_PARAMS = {"spec.description": "messages", "spec.metadata": "metadata", "spec.model": "model",
+               "spec.cache_control": "metadata.cache_control"}
 
 _RESPONSES_ROLES = ("user", "system", "developer", "assistant")
 _RESPONSES_PART_TYPES = ("input_text", "output_text")
@@ -90,12 +98,15 @@ CHAT_MESSAGES_SCHEMA: dict[str, Any] = {
             "refusal": {"type": ["string", "null"]},
         }},
 }
-_MODEL = _nullable({"type": "string", "minLength": 1, "maxLength": MAX_MODEL_CHARS},
-                   "Echoed in the reply; the engine runs its own models (GET /v1/models). Default: the first of those.")
+MODEL_DESCRIPTION = ("The model that drives the browsing agent: one of the engine's models (GET /v1/models); "
+                     "any other name is refused. Default: the first of those.")
+_MODEL = _nullable({"type": "string", "minLength": 1, "maxLength": MAX_MODEL_CHARS}, MODEL_DESCRIPTION)
 _METADATA = _nullable({"type": "object", "additionalProperties": {"type": "string"},
-                       "maxProperties": MAX_USER_METADATA, "propertyNames": {"not": {"const": GATEWAY_KEY}}},
+                       "maxProperties": MAX_USER_METADATA},
                       f"String pairs kept with the task (at most {MAX_USER_METADATA}; keys of at most 64 and "
-                      f"values of at most 512 characters; {GATEWAY_KEY!r} is reserved).")
+                      f"values of at most 512 characters). `{CACHE_CONTROL_KEY}` also sets BLAST's cache "
+                      f"directives, comma-separated: {', '.join(CACHE_DIRECTIVES)} (e.g. `no-cache` runs the "
+                      "task even when the result cache has its answer).")
 _TOOLS = _nullable({"type": "array", "maxItems": 0}, "Not supported: blast-grpc drives the browser with its own "
                    "tools. Only an empty list is accepted.")
 _TOOL_CHOICE = WithJsonSchema({"enum": [None, "auto", "none"], "description": "Only `auto` or `none`."})
@@ -315,21 +326,41 @@ def _no_tools(tools: list[Any] | None, tool_choice: Any) -> None:
 
 def _user_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
     md = dict(metadata or {})
-    if GATEWAY_KEY in md:
-        raise invalid(f"metadata.{GATEWAY_KEY}", f"The metadata key {GATEWAY_KEY!r} is reserved by the gateway.")
     if len(md) > MAX_USER_METADATA:
-        raise invalid("metadata", f"'metadata' has {len(md)} pairs; at most {MAX_USER_METADATA} "
-                      f"(one of the engine's 16 is reserved by the gateway).")
+        raise invalid("metadata", f"'metadata' has {len(md)} pairs; at most {MAX_USER_METADATA}.")
     return md
 
 
-def check_model(model: str | None, default: str) -> str:
-    """The model to echo: the one asked for, or the gateway's default."""
+def cache_control(metadata: dict[str, str]) -> list[str]:
+    """BLAST's cache directives from ``metadata.cache_control`` (comma-separated); a 400 naming
+    a directive the engine does not know."""
+    raw = metadata.get(CACHE_CONTROL_KEY)
+    if raw is None:
+        return []
+    directives = [d.strip() for d in raw.split(",") if d.strip()]
+    for d in directives:
+        if d not in CACHE_DIRECTIVES:
+            raise invalid(f"metadata.{CACHE_CONTROL_KEY}", f"Invalid value for 'metadata.{CACHE_CONTROL_KEY}': "
+                          f"unknown cache directive {d[:50]!r}; use a comma-separated list of "
+                          f"{', '.join(CACHE_DIRECTIVES)}.")
+    return directives
+
+
+def check_model(model: str | None, models: list[str]) -> str:
+    """The model a request runs on: the one asked for, if the engine has it (``models``, as
+    ``/v1/models`` lists them), or the first of ``models``; a 400 naming the allowed ones."""
     if model is None:
-        return default
-    if not model.strip() or len(model) > MAX_MODEL_CHARS:
-        raise invalid("model", f"'model' must be a non-empty name of at most {MAX_MODEL_CHARS} characters.")
+        return models[0]
+    if model not in models:
+        shown = model[:100] + ("..." if len(model) > 100 else "")
+        raise invalid("model", f"The model {shown!r} is not served here; use one of: {', '.join(models)} "
+                      "(GET /v1/models).", "model_not_found")
     return model
+
+
+def _note(**fields: Any) -> str:
+    """The gateway's own note on a task (``TaskSpec.client_state``), as compact JSON."""
+    return json.dumps(fields, separators=(",", ":"))
 
 
 def responses_spec(req: ResponsesRequest, model: str, previous_task_id: str) -> pb.TaskSpec:
@@ -340,11 +371,9 @@ def responses_spec(req: ResponsesRequest, model: str, previous_task_id: str) -> 
         raise invalid("text.format", "Only text output is supported: 'text.format' must be {\"type\": \"text\"}.",
                       "unsupported_parameter")
     metadata = _user_metadata(req.metadata)
-    note: dict[str, Any] = {"model": model}
-    if req.background:
-        note["background"] = True
-    metadata[GATEWAY_KEY] = json.dumps(note, separators=(",", ":"))
-    return pb.TaskSpec(description=responses_description(req), previous_task_id=previous_task_id, metadata=metadata)
+    note = _note(api="responses", background=True) if req.background else _note(api="responses")
+    return pb.TaskSpec(description=responses_description(req), previous_task_id=previous_task_id, metadata=metadata,
+                       cache_control=cache_control(metadata), model=model, client_state=note)
 
 
 def chat_spec(req: ChatRequest, model: str) -> pb.TaskSpec:
@@ -357,8 +386,8 @@ def chat_spec(req: ChatRequest, model: str) -> pb.TaskSpec:
                       "{\"type\": \"text\"}.", "unsupported_parameter")
     include_usage(req)  # a bad stream_options is a 400 before anything runs
     metadata = _user_metadata(req.metadata)
-    metadata[GATEWAY_KEY] = json.dumps({"model": model, "api": "chat"}, separators=(",", ":"))
-    return pb.TaskSpec(description=chat_description(req), metadata=metadata)
+    return pb.TaskSpec(description=chat_description(req), metadata=metadata, cache_control=cache_control(metadata),
+                       model=model, client_state=_note(api="chat"))
 
 
 def include_usage(req: ChatRequest) -> bool:
@@ -383,12 +412,12 @@ class Submission(Generic[R]):
     spec: pb.TaskSpec
 
 
-def responses_submission(body: Any, default_model: str) -> Submission[ResponsesRequest]:
+def responses_submission(body: Any, models: list[str]) -> Submission[ResponsesRequest]:
     """Check a decoded ``POST /v1/responses`` body and build its task; a 400 naming the
     parameter otherwise. Nothing is sent anywhere: a body this accepts is one that starts a
     task (unless the coordinator refuses it)."""
     req = parse_body(ResponsesRequest, body)
-    model = check_model(req.model, default_model)
+    model = check_model(req.model, models)
     prev = req.previous_response_id
     previous_task_id = ""
     if prev is not None:
@@ -399,17 +428,17 @@ def responses_submission(body: Any, default_model: str) -> Submission[ResponsesR
     return Submission(req, model, responses_spec(req, model, previous_task_id))
 
 
-def chat_submission(body: Any, default_model: str) -> Submission[ChatRequest]:
+def chat_submission(body: Any, models: list[str]) -> Submission[ChatRequest]:
     """Check a decoded ``POST /v1/chat/completions`` body and build its task (see
     ``responses_submission``)."""
     req = parse_body(ChatRequest, body)
-    model = check_model(req.model, default_model)
+    model = check_model(req.model, models)
     return Submission(req, model, chat_spec(req, model))
 
 
 def gateway_note(task: pb.Task) -> dict[str, Any]:
-    """What the gateway recorded on the task (model, background), or ``{}``."""
-    raw = task.spec.metadata.get(GATEWAY_KEY, "")
+    """What the gateway recorded on the task (``TaskSpec.client_state``: api, background), or ``{}``."""
+    raw = task.spec.client_state
     try:
         note = json.loads(raw) if raw else {}
     except ValueError:
@@ -418,6 +447,6 @@ def gateway_note(task: pb.Task) -> dict[str, Any]:
 
 
 def user_metadata(task: pb.Task) -> dict[str, str]:
-    """The task's metadata as the client sent it (without the gateway's key)."""
-    return {k: v for k, v in task.spec.metadata.items() if k != GATEWAY_KEY}
+    """The task's metadata as the client sent it."""
+    return dict(task.spec.metadata)
 
