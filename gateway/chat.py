@@ -39,9 +39,9 @@ from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 from .backend import Backend, Run, is_root_end
 from .convert import Tokens, chat_id, chunk_text, completion_usage, seconds, tree_tokens
 from .errors import ApiError, from_grpc
-from .protocol import CHAT_PARAMS, chat_submission, include_usage
 from .sse import ClientGone, EventStream, frame, raw_frame, run_unless_disconnected
 from .state import json_response, read_json, state
+from .submission import CHAT_PARAMS, chat_submission, include_usage
 
 
 @dataclass

@@ -61,7 +61,7 @@ from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 
 from .backend import TaskTree, is_root_end
 from .convert import STATUS, Status, Tokens, chunk_text, response_id, response_usage, seconds
-from .protocol import gateway_note, user_metadata
+from .submission import gateway_note, user_metadata
 
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
 

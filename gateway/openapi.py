@@ -1,9 +1,10 @@
 """The gateway's OpenAPI 3.1 document, served at ``GET /openapi.json`` and ``GET /v1/openapi.json``.
 
 Request bodies come from the request models themselves (``ResponsesRequest`` and
-``ChatRequest`` in ``protocol.py``, whose hand-checked fields carry their JSON schema),
-and the error schema from ``errors.ErrorResponse``, which builds every error body, so
-neither can drift from what the gateway does. The operations are listed once, in
+``ChatRequest`` in ``protocol.py``: typed pydantic models, their nested input items and
+content parts becoming components of their own), and the error schema from
+``errors.ErrorResponse``, which builds every error body, so neither can drift from what
+the gateway does. The operations are listed once, in
 ``API_OPERATIONS`` and ``ROOT_OPERATIONS``; a test checks that they and the app's routes
 are the same set. Every API operation is documented at both of its paths, under ``/v1``
 and at the root.

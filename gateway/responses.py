@@ -32,9 +32,9 @@ from .backend import Backend
 from .convert import STATUS, TERMINAL_STATES, response_id, seconds, task_id_of, tree_tokens
 from .errors import ApiError, from_grpc, invalid
 from .events import ResponseBase, ResponseEvents
-from .protocol import RESPONSES_PARAMS, responses_submission
 from .sse import ClientGone, EventStream, frame, run_unless_disconnected
 from .state import json_response, read_json, state
+from .submission import RESPONSES_PARAMS, responses_submission
 
 TERMINAL_EVENT_TYPES = ("response.completed", "response.failed", "response.incomplete")
 

@@ -46,8 +46,9 @@ from blast_grpc import Client, Engine
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 from gateway.app import default_models
 from gateway.errors import ApiError
-from gateway.protocol import ChatRequest, ResponsesRequest, chat_submission, responses_submission
+from gateway.protocol import ChatRequest, ResponsesRequest
 from gateway.state import parse_json
+from gateway.submission import chat_submission, responses_submission
 
 from ..conftest import stop_process
 from .conftest import Gateway, closed_port, start_gateway

@@ -16,7 +16,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from gateway.app import create_app, default_models
 from gateway.errors import ApiError
 from gateway.openapi import document
-from gateway.protocol import ChatRequest, ResponsesRequest, chat_submission, responses_submission
+from gateway.protocol import ChatRequest, ResponsesRequest
+from gateway.submission import chat_submission, responses_submission
 
 from .conftest import SMALL_BODY_LIMIT, Gateway
 
@@ -138,6 +139,7 @@ def test_every_value_outside_the_schema_is_refused() -> None:
     ):
         properties = _schema(doc, str(model.model_config.get("title")))["properties"]
         for name, schema in properties.items():
+            schema = _resolve(schema, doc)  # the nested request models are components
             for value in CANDIDATES:
                 if jsonschema_rs.is_valid(schema, value):
                     continue
