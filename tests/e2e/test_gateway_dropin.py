@@ -211,6 +211,12 @@ async def test_cache_control_in_metadata_skips_the_caches(caching_gateway: Gatew
         assert (await caching_engine.client.get_task(task_of(again.id))).cached
         assert await asyncio.to_thread(model_calls, sim) == before
 
+        # Another model's answer is not this one's: the caches are kept per model.
+        other = await oai.responses.create(model="gpt-4.1-mini", input=task)
+        assert other.status == "completed" and other.usage is not None and other.usage.total_tokens > 0
+        assert not (await caching_engine.client.get_task(task_of(other.id))).cached
+        before = await asyncio.to_thread(model_calls, sim)
+
         # Skipping both caches does the work again: the model is called, the usage counts it.
         site.motto = "Never drop the banana"
         fresh = await oai.responses.create(model="gpt-4.1", input=task,
