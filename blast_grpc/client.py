@@ -7,12 +7,18 @@
         print(task.result)
         async for event in client.run("...", stream=True):
             print(event)
+
+Deadlines: every unary call (``submit``, ``get_task``, ``cancel``, ``list_tasks``,
+``metrics``) takes ``timeout`` seconds, defaulting to the client's ``unary_timeout``
+(``None``: no deadline), so a wedged coordinator becomes ``DEADLINE_EXCEEDED`` instead of
+a hung caller. Streams (``run``, ``watch``) have no default deadline: a browsing task may
+take as long as its budget allows; pass ``timeout`` to bound one.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, AsyncIterator, Literal, overload
+from typing import Any, AsyncGenerator, AsyncIterator, Literal, overload
 
 import grpc
 
@@ -22,9 +28,15 @@ from .states import TERMINAL_EVENTS
 
 
 def make_spec(task: str, initial_url: str = "", previous_task_id: str = "",
-              cache_control: list[str] | None = None, metadata: dict[str, str] | None = None) -> pb.TaskSpec:
+              cache_control: list[str] | None = None, metadata: dict[str, str] | None = None,
+              model: str = "", client_state: str = "") -> pb.TaskSpec:
+    """A ``TaskSpec`` from keyword arguments (see the fields' comments in blast.proto)."""
     return pb.TaskSpec(description=task, initial_url=initial_url, previous_task_id=previous_task_id,
-                       cache_control=cache_control or [], metadata=metadata or {})
+                       cache_control=cache_control or [], metadata=metadata or {}, model=model,
+                       client_state=client_state)
+
+
+_DEFAULT: Any = object()  # "the client's unary_timeout", distinct from None (no deadline)
 
 
 class _Metadata:
@@ -55,10 +67,12 @@ class Client:
     """Talks to a coordinator at ``address`` (``host:port``)."""
 
     def __init__(self, address: str, api_key: str | None = None,
-                 metadata: list[tuple[str, str]] | None = None) -> None:
+                 metadata: list[tuple[str, str]] | None = None, unary_timeout: float | None = None) -> None:
         """``api_key`` (default: the ``BLAST_API_KEY`` environment variable) is sent as
-        ``authorization: Bearer <key>`` on every call."""
+        ``authorization: Bearer <key>`` on every call. ``unary_timeout``: the default deadline
+        of unary calls, in seconds (``None``: none)."""
         self.address = address
+        self.unary_timeout = unary_timeout
         key = api_key if api_key is not None else os.environ.get("BLAST_API_KEY", "")
         extra = [*(metadata or []), *([("authorization", f"Bearer {key}")] if key else [])]
         # Added to every call, also those made through ``.stub`` directly.
@@ -66,7 +80,6 @@ class Client:
         self._channel = grpc.aio.insecure_channel(address, options=[("grpc.max_send_message_length", 8 << 20)],
                                                   interceptors=interceptors)
         self._stub = bgrpc.BlastServiceStub(self._channel)
-        self._md = None
 
     async def __aenter__(self) -> Client:
         return self
@@ -86,56 +99,75 @@ class Client:
     @overload
     def run(self, task: str, *, stream: Literal[True], **kw: Any) -> AsyncIterator[pb.TaskEvent]: ...
 
-    def run(self, task: str, *, stream: bool = False, **kw: Any) -> Any:
+    def run(self, task: str, *, stream: bool = False, timeout: float | None = None, **kw: Any) -> Any:
         """Run a task. Returns the final ``Task`` record (awaitable), or with ``stream=True``
-        an async iterator of its ``TaskEvent``s. Keyword arguments: initial_url,
-        previous_task_id, cache_control, metadata. Closing the stream cancels the task."""
+        an async iterator of its ``TaskEvent``s. Keyword arguments: those of ``make_spec``
+        (initial_url, previous_task_id, cache_control, metadata, model, client_state).
+        Closing the stream cancels the task. ``timeout`` bounds the whole run."""
         if stream:
-            return self._run_stream(make_spec(task, **kw))
-        return self._run(make_spec(task, **kw))
+            return self.run_spec(make_spec(task, **kw), timeout=timeout)
+        return self._run(make_spec(task, **kw), timeout)
 
-    async def _run_stream(self, spec: pb.TaskSpec) -> AsyncIterator[pb.TaskEvent]:
-        call = self._stub.RunTask(pb.RunTaskRequest(spec=spec), metadata=self._md)
+    async def run_spec(self, spec: pb.TaskSpec, timeout: float | None = None) -> AsyncGenerator[pb.TaskEvent, None]:
+        """``RunTask``: the events of a new task until it ends. The task lives as long as this
+        stream: closing it (or its deadline passing) cancels the task. A refused spec raises
+        ``grpc.aio.AioRpcError`` (``INVALID_ARGUMENT``, ...) at the first event."""
+        call = self._stub.RunTask(pb.RunTaskRequest(spec=spec), timeout=timeout)
         try:
             async for resp in call:
                 yield resp.event
         finally:
             call.cancel()
 
-    async def _run(self, spec: pb.TaskSpec) -> pb.Task:
+    async def _run(self, spec: pb.TaskSpec, timeout: float | None) -> pb.Task:
         task_id = ""
-        async for ev in self._run_stream(spec):
+        async for ev in self.run_spec(spec, timeout):
             task_id = ev.task_id if not ev.parent_task_id else task_id
             if ev.WhichOneof("kind") in TERMINAL_EVENTS and not ev.parent_task_id:
                 break
         return await self.get_task(task_id)
 
-    async def submit(self, task: str, **kw: Any) -> pb.Task:
-        """Queue a task; returns its record (with ``task_id``) at once."""
-        resp = await self._stub.SubmitTask(pb.SubmitTaskRequest(spec=make_spec(task, **kw)), metadata=self._md)
+    def _deadline(self, timeout: float | None) -> float | None:
+        return self.unary_timeout if timeout is _DEFAULT else timeout
+
+    async def submit(self, task: str, *, timeout: float | None = _DEFAULT, **kw: Any) -> pb.Task:
+        """Queue a task; returns its record (with ``task_id``) at once. Keyword arguments: those
+        of ``make_spec``."""
+        return await self.submit_spec(make_spec(task, **kw), timeout=timeout)
+
+    async def submit_spec(self, spec: pb.TaskSpec, *, timeout: float | None = _DEFAULT) -> pb.Task:
+        """``SubmitTask``: queue ``spec``; its record (with the new ``task_id``)."""
+        resp = await self._stub.SubmitTask(pb.SubmitTaskRequest(spec=spec), timeout=self._deadline(timeout))
         return resp.task
 
-    async def watch(self, task_id: str, from_seq: int = 1) -> AsyncIterator[pb.TaskEvent]:
+    async def watch(self, task_id: str, from_seq: int = 1,
+                    timeout: float | None = None) -> AsyncGenerator[pb.TaskEvent, None]:
         """A task's events from ``from_seq`` on, until it ends."""
-        call = self._stub.WatchTask(pb.WatchTaskRequest(task_id=task_id, from_seq=from_seq), metadata=self._md)
+        call = self._stub.WatchTask(pb.WatchTaskRequest(task_id=task_id, from_seq=from_seq), timeout=timeout)
         try:
             async for resp in call:
                 yield resp.event
         finally:
             call.cancel()
 
-    async def get_task(self, task_id: str) -> pb.Task:
-        return (await self._stub.GetTask(pb.GetTaskRequest(task_id=task_id), metadata=self._md)).task
+    async def get_task(self, task_id: str, *, timeout: float | None = _DEFAULT) -> pb.Task:
+        """``GetTask``: a task's current record."""
+        return (await self._stub.GetTask(pb.GetTaskRequest(task_id=task_id), timeout=self._deadline(timeout))).task
 
-    async def cancel(self, task_id: str, reason: str = "") -> pb.Task:
-        return (await self._stub.CancelTask(pb.CancelTaskRequest(task_id=task_id, reason=reason), metadata=self._md)).task
+    async def cancel(self, task_id: str, reason: str = "", *, timeout: float | None = _DEFAULT) -> pb.Task:
+        """``CancelTask``: cancel a queued or running task (FAILED_PRECONDITION once it ended)."""
+        resp = await self._stub.CancelTask(pb.CancelTaskRequest(task_id=task_id, reason=reason),
+                                           timeout=self._deadline(timeout))
+        return resp.task
 
-    async def list_tasks(self, limit: int = 100) -> list[pb.Task]:
-        return list((await self._stub.ListTasks(pb.ListTasksRequest(limit=limit), metadata=self._md)).tasks)
+    async def list_tasks(self, limit: int = 100, *, timeout: float | None = _DEFAULT) -> list[pb.Task]:
+        """``ListTasks``: up to ``limit`` tasks, newest first."""
+        resp = await self._stub.ListTasks(pb.ListTasksRequest(limit=limit), timeout=self._deadline(timeout))
+        return list(resp.tasks)
 
-    async def metrics(self) -> pb.GetMetricsResponse:
+    async def metrics(self, *, timeout: float | None = _DEFAULT) -> pb.GetMetricsResponse:
         """The raw ``GetMetrics`` reply."""
-        return await self._stub.GetMetrics(pb.GetMetricsRequest(), metadata=self._md)
+        return await self._stub.GetMetrics(pb.GetMetricsRequest(), timeout=self._deadline(timeout))
 
     async def get_metrics(self) -> dict[str, Any]:
         """Metrics in BLAST's dict shape: ``m['tasks']['running']``, ``m['concurrent_browsers']``,

@@ -225,6 +225,23 @@ class Config(_Strict):
         eps = self.settings.llm_endpoints
         return eps.get(model) or eps.get(name) or eps.get("default") or Endpoint()
 
+    def task_model(self, requested: str) -> str | None:
+        """The configured model a ``TaskSpec.model`` names (spelled as in ``llm_model``): ``""``
+        is ``llm_model``; ``llm_model`` or ``llm_model_mini``, with or without the provider
+        prefix, is itself; ``None`` for any other name (only configured models have endpoints)."""
+        c = self.constraints
+        if not requested:
+            return c.llm_model
+        return next((m for m in (c.llm_model, c.llm_model_mini) if requested in (m, model_name(m))), None)
+
+    def for_task(self, requested: str) -> Config:
+        """This config with ``constraints.llm_model`` set to the model a task asked for
+        (``TaskSpec.model``, already checked by the coordinator); itself when it asked for none."""
+        model = self.task_model(requested)
+        if model is None or model == self.constraints.llm_model:
+            return self
+        return self.model_copy(update={"constraints": self.constraints.model_copy(update={"llm_model": model})})
+
     def llm_problem(self) -> str | None:
         """Why no LLM call can succeed, or None when every model has an endpoint."""
         for key in ("llm_model", "llm_model_mini"):

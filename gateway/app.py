@@ -6,8 +6,9 @@ is up; ``/readyz`` says the coordinator answers and at least one browser worker 
 ready. Every error, including unknown URLs, has OpenAI's shape.
 
 ``GET /v1/models`` lists the engine's models as configured (``constraints.llm_model``
-and ``llm_model_mini``): the gateway accepts any model name and echoes it, but those
-are the models that actually run the tasks.
+and ``llm_model_mini``, without BLAST's provider prefix). They are the only names a
+request's ``model`` may take: the task runs on that model (``TaskSpec.model``), and any
+other name is a 400 (``model_not_found``) naming the allowed ones.
 """
 
 from __future__ import annotations
@@ -186,6 +187,6 @@ def create_app(grpc_address: str, api_keys: Iterable[str] = (), max_request_byte
         },
         lifespan=lifespan,
     )
-    doc = openapi.document(keys_required=bool(keys), max_request_bytes=max_request_bytes)
+    doc = openapi.document(keys_required=bool(keys), max_request_bytes=max_request_bytes, models=model_list)
     app.state.openapi = json.dumps(doc, separators=(",", ":")).encode()
     return app

@@ -1,15 +1,22 @@
-"""The gateway's only connection to the engine: calls on ``blast.v1.BlastService``.
+"""The gateway's only connection to the engine: ``blast_grpc.client.Client``.
 
 The gateway keeps no state: a response id names a task, and everything a reply
 needs is read back from the coordinator (``GetTask``, ``WatchTask``). Unary calls
-have a deadline so a wedged coordinator turns into a 504, not a hung request.
-gRPC errors propagate as ``grpc.aio.AioRpcError``; callers translate them with
-``errors.from_grpc``.
+have a deadline (the client's ``unary_timeout``) so a wedged coordinator turns into a
+504, not a hung request. gRPC errors propagate as ``grpc.aio.AioRpcError``; callers
+translate them with ``errors.from_grpc``.
+
+A foreground request (one that is not ``background``) runs its task with ``RunTask``
+(``start``): the task lives exactly as long as that stream, so a client that goes away,
+or a gateway that dies, takes its task with it — nothing is left running that nobody
+will read. A background request uses ``SubmitTask``: its task outlives the connection.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from dataclasses import dataclass
 from typing import AsyncGenerator
 
 import grpc
@@ -17,6 +24,8 @@ import grpc
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 from blast_grpc.client import Client
 from blast_grpc.states import ends_task
+
+from .errors import ApiError
 
 UNARY_TIMEOUT_S = 15.0
 
@@ -39,6 +48,19 @@ class TaskTree:
                 self.ids.append(task_id)
 
 
+@dataclass
+class Run:
+    """A task started with ``RunTask``: its first event (the task's id and creation time) and
+    the stream of the rest. Closing ``events`` cancels the task if it has not ended."""
+
+    first: pb.TaskEvent
+    events: AsyncGenerator[pb.TaskEvent, None]
+
+    @property
+    def task_id(self) -> str:
+        return self.first.task_id
+
+
 class Backend:
     """Async calls on a coordinator at ``address`` (``host:port``).
 
@@ -47,8 +69,7 @@ class Backend:
 
     def __init__(self, address: str, api_key: str | None = None) -> None:
         self.address = address
-        self._client = Client(address, api_key=api_key)
-        self._stub = self._client.stub
+        self._client = Client(address, api_key=api_key, unary_timeout=UNARY_TIMEOUT_S)
 
     async def close(self) -> None:
         """Close the gRPC channel."""
@@ -56,19 +77,34 @@ class Backend:
 
     async def submit(self, spec: pb.TaskSpec) -> pb.Task:
         """Queue a task (``SubmitTask``); its record, with the new ``task_id``."""
-        resp = await self._stub.SubmitTask(pb.SubmitTaskRequest(spec=spec), timeout=UNARY_TIMEOUT_S)
-        return resp.task
+        return await self._client.submit_spec(spec)
+
+    async def start(self, spec: pb.TaskSpec) -> Run:
+        """Start a task with ``RunTask`` and wait for its first event, so a refused spec raises
+        here (``AioRpcError``) before any reply has started. The caller must close
+        ``Run.events`` (``contextlib.aclosing``); doing so before the end cancels the task."""
+        # The first event comes at once (the coordinator records ``scheduled`` on accepting
+        # the task); the deadline guards against a coordinator that accepts and then hangs.
+        events = self._client.run_spec(spec)
+        try:
+            first = await asyncio.wait_for(anext(events), UNARY_TIMEOUT_S)
+        except TimeoutError:
+            await events.aclose()  # cancels the call, and with it the task if it was accepted
+            raise ApiError(504, f"the engine did not answer in time: the coordinator at {self.address} did not "
+                           f"start the task in {UNARY_TIMEOUT_S:g} s", type="server_error",
+                           code="engine_timeout") from None
+        except BaseException:
+            await events.aclose()
+            raise
+        return Run(first, _chain(first, events))
 
     async def get(self, task_id: str) -> pb.Task:
         """A task's current record (``GetTask``)."""
-        resp = await self._stub.GetTask(pb.GetTaskRequest(task_id=task_id), timeout=UNARY_TIMEOUT_S)
-        return resp.task
+        return await self._client.get_task(task_id)
 
     async def cancel(self, task_id: str, reason: str) -> pb.Task:
         """Cancel a queued or running task (``CancelTask``); FAILED_PRECONDITION if it ended."""
-        resp = await self._stub.CancelTask(pb.CancelTaskRequest(task_id=task_id, reason=reason),
-                                           timeout=UNARY_TIMEOUT_S)
-        return resp.task
+        return await self._client.cancel(task_id, reason)
 
     async def cancel_quietly(self, task_id: str, reason: str) -> None:
         """Cancel unless the task already ended; used when a client goes away."""
@@ -80,16 +116,13 @@ class Backend:
 
     async def metrics(self, timeout: float = UNARY_TIMEOUT_S) -> pb.GetMetricsResponse:
         """The engine's counters and workers (``GetMetrics``)."""
-        return await self._stub.GetMetrics(pb.GetMetricsRequest(), timeout=timeout)
+        return await self._client.metrics(timeout=timeout)
 
     async def watch(self, task_id: str) -> AsyncGenerator[pb.TaskEvent, None]:
         """Every event of the task (and its subtasks), replayed then live, until it ends."""
-        call = self._stub.WatchTask(pb.WatchTaskRequest(task_id=task_id, from_seq=1))
-        try:
-            async for resp in call:
-                yield resp.event
-        finally:
-            call.cancel()
+        async with contextlib.aclosing(self._client.watch(task_id, from_seq=1)) as events:
+            async for ev in events:
+                yield ev
 
     async def events_so_far(self, task: pb.Task) -> list[pb.TaskEvent]:
         """The events ``task`` had when it was read (up to ``task.last_seq``), without waiting."""
@@ -104,3 +137,14 @@ class Backend:
                 if ev.seq >= task.last_seq:
                     break
         return events
+
+
+async def _chain(first: pb.TaskEvent, rest: AsyncGenerator[pb.TaskEvent, None]
+                 ) -> AsyncGenerator[pb.TaskEvent, None]:
+    """``first``, then the events of ``rest``; closing this closes ``rest`` (ending a RunTask)."""
+    try:
+        yield first
+        async for ev in rest:
+            yield ev
+    finally:
+        await rest.aclose()

@@ -8,7 +8,14 @@ in pieces, ``finish_reason: "stop"``, the usage chunk (with
 A task that fails or is cancelled has no answer: without streaming that is a 500
 (``code`` ``task_failed`` / ``task_cancelled``, marked not retryable, since a retry
 would rerun the whole browsing task); in a stream it is an ``{"error": ...}`` chunk,
-which the SDKs raise as ``APIError``. Closing the connection cancels the task.
+which the SDKs raise as ``APIError``. An agent that gives up (``done(success=False)``)
+is reported the same way, with ``code`` ``task_unsuccessful`` and the agent's
+explanation in the message: the chat format's ``finish_reason`` (``stop``, ``length``,
+``content_filter``, ``tool_calls``) has no value for "the task cannot be done", and a
+``stop`` would read as an answer.
+
+The task runs with ``RunTask`` (``Backend.start``): closing the connection closes that
+stream, and the engine cancels the task.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import AsyncGenerator
 
 import grpc
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
@@ -29,12 +36,12 @@ from starlette.routing import Route
 
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 
-from .backend import Backend, is_root_end
+from .backend import Backend, Run, is_root_end
 from .convert import Tokens, chat_id, chunk_text, completion_usage, seconds, tree_tokens
 from .errors import ApiError, from_grpc
-from .protocol import CHAT_PARAMS, chat_submission, include_usage
 from .sse import ClientGone, EventStream, frame, raw_frame, run_unless_disconnected
 from .state import json_response, read_json, state
+from .submission import CHAT_PARAMS, chat_submission, include_usage
 
 
 @dataclass
@@ -45,9 +52,10 @@ class Outcome:
     tokens: Tokens
 
 
-async def run_to_end(backend: Backend, root_id: str) -> Outcome:
+async def run_to_end(backend: Backend, run: Run) -> Outcome:
     """Follow the task until it ends."""
-    async with contextlib.aclosing(backend.watch(root_id)) as events:
+    root_id = run.task_id
+    async with contextlib.aclosing(run.events) as events:
         async for ev in events:
             if is_root_end(ev, root_id):
                 return Outcome(ev, tree_tokens(await backend.get(root_id)))
@@ -55,8 +63,14 @@ async def run_to_end(backend: Backend, root_id: str) -> Outcome:
                    type="server_error", code="engine_unavailable")
 
 
-def task_error(end: pb.TaskEvent) -> ApiError:
-    """The error for a task that ended without an answer."""
+def task_error(end: pb.TaskEvent) -> ApiError | None:
+    """The error for a task that ended without an answer (or whose agent gave up); ``None``
+    for an answer."""
+    if end.HasField("completed"):
+        if end.completed.success:
+            return None
+        return ApiError(500, f"The agent could not do the task: {end.completed.result or 'it gave no reason'}",
+                        type="server_error", code="task_unsuccessful", retry=False)
     if end.HasField("failed"):
         return ApiError(500, f"The task failed: {end.failed.error}", type="server_error", code="task_failed",
                         retry=False)
@@ -83,49 +97,48 @@ class _Reply:
                               usage=completion_usage(tokens))
 
 
-async def _chunks(backend: Backend, task_id: str, reply: _Reply, with_usage: bool) -> AsyncIterator[bytes]:
+async def _chunks(backend: Backend, run: Run, reply: _Reply, with_usage: bool) -> AsyncGenerator[bytes, None]:
     yield frame(reply.chunk(ChoiceDelta(role="assistant", content="")))
     try:
-        outcome = await run_to_end(backend, task_id)
+        outcome = await run_to_end(backend, run)
     except (grpc.aio.AioRpcError, ApiError) as exc:
         err = from_grpc(exc) if isinstance(exc, grpc.aio.AioRpcError) else exc
         yield raw_frame(json.dumps(err.body()))
         yield raw_frame("[DONE]")
         return
-    if outcome.end.HasField("completed"):
+    error = task_error(outcome.end)
+    if error is None:
         for piece in chunk_text(outcome.end.completed.result):
             yield frame(reply.chunk(ChoiceDelta(content=piece)))
         yield frame(reply.chunk(ChoiceDelta(), finish=True))
         if with_usage:
             yield frame(reply.chunk(tokens=outcome.tokens))
     else:
-        yield raw_frame(json.dumps(task_error(outcome.end).body()))
+        yield raw_frame(json.dumps(error.body()))
     yield raw_frame("[DONE]")
 
 
 async def create(request: Request) -> HttpResponse | EventStream:
     """``POST /v1/chat/completions``."""
     st = state(request)
-    sub = chat_submission(await read_json(request), st.default_model)
+    sub = chat_submission(await read_json(request), st.models)
     req, model, spec = sub.request, sub.model, sub.spec
     with_usage = include_usage(req)
     try:
-        task = await st.backend.submit(spec)
+        run = await st.backend.start(spec)
     except grpc.aio.AioRpcError as exc:
         raise from_grpc(exc, CHAT_PARAMS) from None
-    reply = _Reply(chat_id(task.task_id), seconds(task.created_at), model)
-
-    async def cancel() -> None:
-        await st.backend.cancel_quietly(task.task_id, "the client closed the connection")
-
+    reply = _Reply(chat_id(run.task_id), seconds(run.first.time), model)
+    # Leaving closes the RunTask stream, which cancels the task: nothing to do on disconnect.
     if req.stream:
-        return EventStream(_chunks(st.backend, task.task_id, reply, with_usage), on_disconnect=cancel)
+        return EventStream(_chunks(st.backend, run, reply, with_usage))
     try:
-        outcome = await run_unless_disconnected(request, run_to_end(st.backend, task.task_id), cancel)
+        outcome = await run_unless_disconnected(request, run_to_end(st.backend, run), None)
     except ClientGone:
         return HttpResponse(status_code=499)
-    if not outcome.end.HasField("completed"):
-        raise task_error(outcome.end)
+    error = task_error(outcome.end)
+    if error is not None:
+        raise error
     return json_response(reply.completion(outcome.end.completed.result, outcome.tokens))
 
 

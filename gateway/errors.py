@@ -143,8 +143,12 @@ def _retry_after(exc: grpc.aio.AioRpcError) -> str | None:
 
 
 def _param(loc: tuple[int | str, ...]) -> str:
+    """``('input', '~list', 0, '~message', 'content')`` → ``input[0].content``: union tags
+    (``~...``, see protocol.py) are dropped."""
     out = ""
     for part in loc:
+        if isinstance(part, str) and (part.startswith("~") or part == "[key]"):
+            continue  # a union's tag; "[key]": the error is about the key just named
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
@@ -175,6 +179,17 @@ def from_validation(exc: ValidationError) -> ApiError:
         return ApiError(400, f"Unknown parameter: '{param}'.", param=param, code="unknown_parameter")
     msg = str(err["msg"]).removeprefix("Value error, ")
     got = _json_type(err.get("input"))
+    if err["loc"] and err["loc"][-1] == "[key]":
+        return ApiError(400, f"Invalid key in '{param.rsplit('.', 1)[0]}': {msg}.", param=param, code="invalid_value")
+    if err["type"] == "invalid_type":  # a union of JSON types that the value is none of
+        return ApiError(400, f"Invalid type for '{param}': {msg} (got {got}).", param=param, code="invalid_type")
+    if err["type"] == "unsupported_type":  # an item or content part whose "type" is not taken
+        value = err.get("input")
+        kind = value.get("type") if isinstance(value, dict) else None
+        return ApiError(400, f"Unsupported type {str(kind)[:50]!r} at '{param}.type': {msg}.", param=f"{param}.type",
+                        code="unsupported_value")
+    if err["type"] == "unsupported_parameter":
+        return ApiError(400, f"{msg}.", param=param, code="unsupported_parameter")
     return ApiError(400, f"Invalid value for '{param}': {msg} (got {got}).", param=param, code="invalid_value")
 
 

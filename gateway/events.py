@@ -13,6 +13,15 @@ have distinct ``output_index``). When the top-level task ends, every open item i
 closed and the answer follows as the **last output item, an assistant message**;
 then ``response.completed`` (or ``response.failed`` / ``response.incomplete`` with
 status ``cancelled`` — the Responses stream has no ``cancelled`` event).
+
+An agent that gives up (``done(success=False)``) is a **failed** response, not a
+completed one: ``status: "failed"`` with ``error.type == "task_unsuccessful"`` (``code``
+``server_error``, the nearest of the SDK's closed list) and the agent's explanation in
+``error.message``, its answer message still the last output item (marked
+``incomplete``), and the stream ends with ``response.failed``. ``incomplete`` would not
+fit: its ``incomplete_details.reason`` is a closed list of output limits
+(``max_output_tokens``, ``content_filter``, ...), none of which is "the task cannot be done".
+An engine failure is ``failed`` with ``error.type == "task_failed"``.
 """
 
 from __future__ import annotations
@@ -53,7 +62,7 @@ from blast_grpc.states import ends_task
 
 from .backend import TaskTree, is_root_end
 from .convert import STATUS, Status, Tokens, chunk_text, response_id, response_usage, seconds
-from .protocol import gateway_note, user_metadata
+from .submission import gateway_note, user_metadata
 
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
 
@@ -74,10 +83,9 @@ class ResponseBase:
     def of_task(cls, task: pb.Task, default_model: str) -> ResponseBase:
         """Rebuilt from the task record alone (for retrieval)."""
         note = gateway_note(task)
-        model = note.get("model")
         prev = task.spec.previous_task_id
         return cls(id=response_id(task.task_id), created_at=seconds(task.created_at),
-                   model=model if isinstance(model, str) else default_model,
+                   model=task.spec.model or default_model,
                    metadata=user_metadata(task) or None, previous_response_id=response_id(prev) if prev else None,
                    background=True if note.get("background") is True else None)
 
@@ -201,7 +209,7 @@ class ResponseEvents:
                 if r.status == "in_progress":
                     out += self._close(r, done if task_id == root else "incomplete")
             if kind == "completed":
-                out += self._answer(ev.completed.result)
+                out += self._answer(ev.completed.result, "completed" if ev.completed.success else "incomplete")
         elif ends_task(ev) and ev.task_id in self._reasoning:
             r = self._reasoning[ev.task_id]
             out += self._close(r, "completed" if kind == "completed" else "incomplete")
@@ -210,10 +218,16 @@ class ResponseEvents:
     def final(self, root: pb.Task, tokens: Tokens) -> Response:
         """The finished Response; ``root`` is the top-level task's final record."""
         kind = self.end.WhichOneof("kind") if self.end is not None else STATUS[root.state]
-        if kind == "completed":
+        success = self.end.completed.success if self.end is not None and kind == "completed" else root.success
+        if kind == "completed" and success:
             return self.snapshot("completed", tokens, completed_at=seconds(root.finished_at) or None)
+        if kind == "completed":  # done(success=False): the agent says the task cannot be done
+            answer = self.end.completed.result if self.end is not None else root.result
+            error = ResponseError(code="server_error", type="task_unsuccessful",
+                                  message=f"The agent could not do the task: {answer or 'it gave no reason'}")
+            return self.snapshot("failed", tokens, error=error)
         if kind == "failed":
-            error = ResponseError(code="server_error", message=root.error or "the task failed")
+            error = ResponseError(code="server_error", type="task_failed", message=root.error or "the task failed")
             return self.snapshot("failed", tokens, error=error)
         return self.snapshot("cancelled", tokens)
 
@@ -261,8 +275,8 @@ class ResponseEvents:
         return [ResponseOutputItemDoneEvent(type="response.output_item.done", sequence_number=self.next_seq(),
                                             output_index=r.index, item=r.item())]
 
-    def _answer(self, text: str) -> list[ResponseStreamEvent]:
-        m = _Message(index=len(self._items), id="msg_" + self.tree.root_id, text=text)
+    def _answer(self, text: str, status: ItemStatus) -> list[ResponseStreamEvent]:
+        m = _Message(index=len(self._items), id="msg_" + self.tree.root_id, text=text, status=status)
         self._items.append(m)
         common: dict[str, Any] = {"item_id": m.id, "output_index": m.index, "content_index": 0}
         added = ResponseOutputMessage(id=m.id, type="message", role="assistant", status="in_progress", content=[])

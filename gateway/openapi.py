@@ -1,16 +1,18 @@
 """The gateway's OpenAPI 3.1 document, served at ``GET /openapi.json`` and ``GET /v1/openapi.json``.
 
 Request bodies come from the request models themselves (``ResponsesRequest`` and
-``ChatRequest`` in ``protocol.py``, whose hand-checked fields carry their JSON schema),
-and the error schema from ``errors.ErrorResponse``, which builds every error body, so
-neither can drift from what the gateway does. The operations are listed once, in
+``ChatRequest`` in ``protocol.py``: typed pydantic models, their nested input items and
+content parts becoming components of their own), and the error schema from
+``errors.ErrorResponse``, which builds every error body, so neither can drift from what
+the gateway does. The operations are listed once, in
 ``API_OPERATIONS`` and ``ROOT_OPERATIONS``; a test checks that they and the app's routes
 are the same set. Every API operation is documented at both of its paths, under ``/v1``
 and at the root.
 
 The document is built per app: when API keys are configured it says that every API
 operation needs ``Authorization: Bearer <key>`` (401 otherwise); the probes and the
-document itself need none.
+document itself need none. Given the app's models, the request bodies' ``model`` is an
+enum of them (the only names the gateway accepts).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ ERROR_STATUSES: dict[int, str] = {
     413: "The request body is larger than settings.max_request_bytes.",
     429: "The engine's queue is full (settings.max_queued_tasks); retry after the `Retry-After` header's seconds.",
     500: "An internal error; the engine refused the gateway's own API key (`engine_auth_failed`); or (chat) a "
-         "task that failed or was cancelled (`task_failed` / `task_cancelled`). The last three are not retryable.",
+         "task that failed, was cancelled, or whose agent gave up (`task_failed` / `task_cancelled` / "
+         "`task_unsuccessful`). The last four are not retryable.",
     503: "The engine (coordinator) is unavailable.",
     504: "The engine did not answer in time.",
 }
@@ -70,7 +73,7 @@ CHAT_COMPLETION_SCHEMA = _obj(
      "created": {"type": "integer"}, "model": {"type": "string"},
      "choices": {"type": "array", "minItems": 1, "maxItems": 1, "items": _obj(
          ["index", "message", "finish_reason"],
-         {"index": {"const": 0}, "finish_reason": {"const": "stop"},
+         {"index": {"const": 0}, "finish_reason": {"const": "stop"},  # anything else is an error (chat.py)
           "message": _obj(["role", "content"], {"role": {"const": "assistant"}, "content": {"type": "string"}})})},
      "usage": _USAGE},
     description="An OpenAI `ChatCompletion`.",
@@ -213,7 +216,14 @@ def _operation(op: Operation, operation_id: str, keys_required: bool, max_reques
     return out
 
 
-def document(*, keys_required: bool, max_request_bytes: int) -> dict[str, Any]:
+def _only_models(schema: dict[str, Any], models: list[str]) -> None:
+    """Narrow a request body schema's ``model`` to the app's models."""
+    prop = schema["properties"]["model"]
+    schema["properties"]["model"] = {"anyOf": [{"enum": list(models)}, {"type": "null"}],
+                                     "description": prop.get("description", ""), "default": None}
+
+
+def document(*, keys_required: bool, max_request_bytes: int, models: list[str] | None = None) -> dict[str, Any]:
     """The OpenAPI document of a gateway app (``create_app``) configured so."""
     paths: dict[str, dict[str, Any]] = {}
     for op in API_OPERATIONS:
@@ -223,6 +233,9 @@ def document(*, keys_required: bool, max_request_bytes: int) -> dict[str, Any]:
     for op in ROOT_OPERATIONS:
         paths.setdefault(op.path, {})[op.method] = _operation(op, op.operation_id, keys_required, max_request_bytes)
     schemas = _model_schemas(ResponsesRequest, ChatRequest, ErrorResponse, ErrorDetail)
+    if models:
+        for body in (ResponsesRequest, ChatRequest):
+            _only_models(schemas[_schema_name(body)], models)
     schemas.update({"Response": RESPONSE_SCHEMA, "ResponseDeleted": DELETED_SCHEMA,
                     "ChatCompletion": CHAT_COMPLETION_SCHEMA, "Model": MODEL_SCHEMA, "ModelList": MODEL_LIST_SCHEMA,
                     "Unready": UNREADY_SCHEMA})

@@ -4,6 +4,11 @@ A response is a task: its id is ``resp_`` + the task id, and everything shown
 about it is rebuilt from the coordinator's record and event log. See ``events.py``
 for how a task's progress appears in a response.
 
+A foreground create (streamed or not) runs its task with ``RunTask`` (``Backend.start``):
+when the client goes away the gateway closes that stream, and the engine cancels the task;
+if the gateway itself dies, its gRPC connection closes and the task goes with it. A
+``background`` create uses ``SubmitTask``: the task outlives the connection.
+
 Deleting: the engine keeps every task and has no delete, so ``DELETE`` cancels the
 task if it is still queued or running and answers ``{"id", "object":
 "response.deleted", "deleted": true}``; the record stays retrievable.
@@ -13,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import AsyncIterator
+from typing import AsyncGenerator
 
 import grpc
 from openai.types.responses import Response, ResponseErrorEvent, ResponseStreamEvent
@@ -28,23 +33,26 @@ from .backend import Backend
 from .convert import STATUS, response_id, seconds, task_id_of, tree_tokens
 from .errors import ApiError, from_grpc, invalid
 from .events import ResponseBase, ResponseEvents
-from .protocol import RESPONSES_PARAMS, responses_submission
 from .sse import ClientGone, EventStream, frame, run_unless_disconnected
 from .state import json_response, read_json, state
+from .submission import RESPONSES_PARAMS, responses_submission
 
 TERMINAL_EVENT_TYPES = ("response.completed", "response.failed", "response.incomplete")
 
 
-async def stream_events(backend: Backend, tr: ResponseEvents) -> AsyncIterator[ResponseStreamEvent]:
+async def stream_events(backend: Backend, tr: ResponseEvents,
+                        source: AsyncGenerator[pb.TaskEvent, None] | None = None
+                        ) -> AsyncGenerator[ResponseStreamEvent, None]:
     """Every stream event of the response ``tr`` builds, from ``response.created`` to its end.
 
-    Engine errors after the stream started can only be reported in-band, as an
-    ``error`` event that ends the stream."""
+    ``source``: the task's events (a ``RunTask`` stream, closed here); default: watch the
+    task (``WatchTask``). Engine errors after the stream started can only be reported
+    in-band, as an ``error`` event that ends the stream."""
     root_id = tr.tree.root_id
     for e in tr.start():
         yield e
     try:
-        async with contextlib.aclosing(backend.watch(root_id)) as task_events:
+        async with contextlib.aclosing(source or backend.watch(root_id)) as task_events:
             async for ev in task_events:
                 for e in tr.feed(ev):
                     yield e
@@ -61,17 +69,20 @@ async def stream_events(backend: Backend, tr: ResponseEvents) -> AsyncIterator[R
         yield ResponseErrorEvent(type="error", sequence_number=tr.next_seq(), code=err.code, message=err.message)
 
 
-async def _frames(events: AsyncIterator[ResponseStreamEvent], starting_after: int = -1) -> AsyncIterator[bytes]:
-    async for e in events:
-        if e.sequence_number > starting_after:
-            yield frame(e, e.type)
+async def _frames(events: AsyncGenerator[ResponseStreamEvent, None], starting_after: int = -1
+                  ) -> AsyncGenerator[bytes, None]:
+    async with contextlib.aclosing(events):
+        async for e in events:
+            if e.sequence_number > starting_after:
+                yield frame(e, e.type)
 
 
-async def _final(backend: Backend, tr: ResponseEvents) -> Response:
+async def _final(backend: Backend, tr: ResponseEvents, source: AsyncGenerator[pb.TaskEvent, None]) -> Response:
     """Run the response to its end and return it (the non-streaming create)."""
     last: ResponseStreamEvent | None = None
-    async for e in stream_events(backend, tr):
-        last = e
+    async with contextlib.aclosing(stream_events(backend, tr, source)) as events:
+        async for e in events:
+            last = e
     if isinstance(last, ResponseErrorEvent):
         raise ApiError(503, last.message, type="server_error", code=last.code)
     assert last is not None and last.type in TERMINAL_EVENT_TYPES
@@ -105,28 +116,33 @@ async def _get_task(backend: Backend, rid: str) -> pb.Task:
 async def create(request: Request) -> HttpResponse | EventStream:
     """``POST /v1/responses``."""
     st = state(request)
-    sub = responses_submission(await read_json(request), st.default_model)
+    sub = responses_submission(await read_json(request), st.models)
     req, model, spec, prev = sub.request, sub.model, sub.spec, sub.request.previous_response_id
+
+    def base(task_id: str, created_at: int) -> ResponseBase:
+        return ResponseBase(id=response_id(task_id), created_at=created_at, model=model,
+                            instructions=req.instructions, metadata=req.metadata, previous_response_id=prev,
+                            background=req.background)
+
     try:
-        task = await st.backend.submit(spec)
+        if req.background:  # it outlives its connection: SubmitTask, then watch it
+            task = await st.backend.submit(spec)
+        else:  # the task lives as long as this request's RunTask stream
+            run = await st.backend.start(spec)
     except grpc.aio.AioRpcError as exc:
         raise from_grpc(exc, RESPONSES_PARAMS) from None
-    base = ResponseBase(id=response_id(task.task_id), created_at=seconds(task.created_at), model=model,
-                        instructions=req.instructions, metadata=req.metadata, previous_response_id=prev,
-                        background=req.background)
-    tr = ResponseEvents(base, task.task_id)
-
-    async def cancel() -> None:
-        await st.backend.cancel_quietly(task.task_id, "the client closed the connection")
-
-    # A background response outlives its connection; any other is cancelled when its client leaves.
-    on_disconnect = None if req.background else cancel
-    if req.stream:
-        return EventStream(_frames(stream_events(st.backend, tr)), on_disconnect=on_disconnect)
     if req.background:
+        tr = ResponseEvents(base(task.task_id, seconds(task.created_at)), task.task_id)
+        if req.stream:
+            return EventStream(_frames(stream_events(st.backend, tr)))
         return json_response(tr.snapshot(STATUS[task.state]))
+    tr = ResponseEvents(base(run.task_id, seconds(run.first.time)), run.task_id)
+    # Leaving closes the RunTask stream (EventStream closes its frames; run_unless_disconnected
+    # cancels _final), which cancels the task: nothing more to do on disconnect.
+    if req.stream:
+        return EventStream(_frames(stream_events(st.backend, tr, run.events)))
     try:
-        return json_response(await run_unless_disconnected(request, _final(st.backend, tr), on_disconnect))
+        return json_response(await run_unless_disconnected(request, _final(st.backend, tr, run.events), None))
     except ClientGone:
         return HttpResponse(status_code=499)  # nobody is listening; the status only shows in logs
 

@@ -1,9 +1,9 @@
 """Server-sent events, and noticing when the client goes away.
 
-``EventStream`` is an ASGI response that sends SSE frames from an async iterator
-while it listens for ``http.disconnect``. When the client leaves first, it stops the
-iterator (closing its gRPC watch) and awaits ``on_disconnect`` — that is how closing a
-stream cancels its task. It listens for the disconnect itself rather than relying on
+``EventStream`` is an ASGI response that sends SSE frames from an async generator
+while it listens for ``http.disconnect``. When the client leaves first, it closes the
+generator (closing its gRPC call: for a ``RunTask`` stream that cancels the task) and
+awaits ``on_disconnect``. It listens for the disconnect itself rather than relying on
 the next write failing: a browsing task can go quiet for a long time between events.
 
 ``run_unless_disconnected`` does the same for a non-streaming request that waits
@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from typing import Any, AsyncGenerator, Awaitable, Callable, TypeVar
 
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -49,7 +49,8 @@ async def _wait_disconnect(receive: Receive) -> None:
 class EventStream:
     """An ASGI ``text/event-stream`` response fed by ``frames``."""
 
-    def __init__(self, frames: AsyncIterator[bytes], on_disconnect: Callable[[], Awaitable[None]] | None = None,
+    def __init__(self, frames: AsyncGenerator[bytes, None],
+                 on_disconnect: Callable[[], Awaitable[None]] | None = None,
                  heartbeat_s: float = HEARTBEAT_S) -> None:
         self.frames = frames
         self.on_disconnect = on_disconnect
@@ -71,6 +72,9 @@ class EventStream:
                 t.cancel()
             await _settle(pump, "the event stream")
             await _settle(gone, "the disconnect watch")
+            # Close the producer now, not whenever it is collected: closing it ends its gRPC
+            # call, and a foreground task ends with its RunTask call.
+            await _settle(asyncio.ensure_future(self.frames.aclose()), "closing the event stream")
         finished = pump.done() and not pump.cancelled()
         if finished or not gone.done() or gone.cancelled():
             # A failed pump (the frame producers report engine errors in-band, so a bug) was

@@ -74,6 +74,7 @@ class TaskBroker(wgrpc.TaskBrokerServiceServicer):
         if problem:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
         copies = self.launcher.copies_allowed(request.num_copies)
+        request.spec.model = parent.spec.model  # a subtask runs on the model its task asked for
         try:
             rec = await self.launcher.launch(request.spec, parent, copies)
         except ParentEnded as exc:

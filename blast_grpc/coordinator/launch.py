@@ -85,8 +85,11 @@ class Launcher:
             return None, "", ""
         s, directives = self.config.settings, set(spec.cache_control)
         earlier = self.store.lineage(TaskRecord(task_id="", spec=spec))
-        key = lineage_key([(r.spec.description, r.spec.initial_url) for r in earlier]
-                          + [(spec.description, spec.initial_url)])
+        turns = [(r.spec.description, r.spec.initial_url) for r in earlier] + [(spec.description, spec.initial_url)]
+        model = self.config.task_model(spec.model)
+        if model != self.config.constraints.llm_model:  # another model's answer is not this one's
+            turns.append(("model", str(model)))
+        key = lineage_key(turns)
         hit = None
         if s.cache_results and "no-cache" not in directives:
             hit = await self.cache.get_result(key)

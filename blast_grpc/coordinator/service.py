@@ -21,7 +21,7 @@ import grpc
 
 from .._proto.blast.v1 import blast_pb2 as pb
 from .._proto.blast.v1 import blast_pb2_grpc as bgrpc
-from ..config import Config
+from ..config import Config, model_name
 from .launch import Launcher
 from .metrics import collect_metrics
 from .scheduler import Scheduler
@@ -31,6 +31,7 @@ from .workers import WorkerHandle
 RETRY_AFTER_S = 5
 CACHE_DIRECTIVES = {"no-cache", "no-store", "no-cache-plan", "no-store-plan"}
 MAX_METADATA_PAIRS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
+MAX_CLIENT_STATE = 1024
 
 
 async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
@@ -82,6 +83,12 @@ class BlastService(bgrpc.BlastServiceServicer):
         bad = [d for d in spec.cache_control if d not in CACHE_DIRECTIVES]
         if bad:
             return f"spec.cache_control has unknown directive {bad[0][:50]!r}; use {sorted(CACHE_DIRECTIVES)}"
+        if self.config.task_model(spec.model) is None:
+            c = self.config.constraints
+            allowed = sorted({model_name(c.llm_model), model_name(c.llm_model_mini)})
+            return f"spec.model {spec.model[:100]!r} is not a configured model; use one of {allowed}"
+        if len(spec.client_state) > MAX_CLIENT_STATE:
+            return f"spec.client_state is {len(spec.client_state)} characters; at most {MAX_CLIENT_STATE}"
         if len(spec.metadata) > MAX_METADATA_PAIRS:
             return f"spec.metadata has {len(spec.metadata)} pairs; at most {MAX_METADATA_PAIRS}"
         for k, v in spec.metadata.items():

@@ -190,7 +190,7 @@ class WorkerService(wgrpc.WorkerServiceServicer):
         self.sessions[task_id] = session
         broker = (GrpcBroker(self.broker, task_id, session)
                   if self.broker is not None and request.may_launch_subtasks else None)
-        agent = Agent(self.config, self.llm, meter, on_step, on_plan, broker=broker,
+        agent = Agent(self.config.for_task(request.spec.model), self.llm, meter, on_step, on_plan, broker=broker,
                       extractor=self._extractor(meter), copy=request.copy, copies=request.copies,
                       refusal=self.policy.refusal,
                       gate=budget_gate(self.broker, task_id) if self.broker is not None and self._cost_limited

@@ -44,9 +44,11 @@ from schemathesis.specs.openapi.checks import (
 
 from blast_grpc import Client, Engine
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
+from gateway.app import default_models
 from gateway.errors import ApiError
-from gateway.protocol import ChatRequest, ResponsesRequest, chat_submission, responses_submission
+from gateway.protocol import ChatRequest, ResponsesRequest
 from gateway.state import parse_json
+from gateway.submission import chat_submission, responses_submission
 
 from ..conftest import stop_process
 from .conftest import Gateway, closed_port, start_gateway
@@ -147,7 +149,7 @@ def would_start_task(path: str, body: bytes) -> bool:
         return False
     submission = responses_submission if path == "/v1/responses" else chat_submission
     try:
-        submission(parse_json(body), "gpt-4.1")
+        submission(parse_json(body), default_models())
     except ApiError:
         return False
     return True

@@ -13,14 +13,16 @@ import pytest
 import schemathesis
 from starlette.routing import BaseRoute, Mount, Route
 
-from gateway.app import create_app
+from gateway.app import create_app, default_models
 from gateway.errors import ApiError
 from gateway.openapi import document
-from gateway.protocol import ChatRequest, ResponsesRequest, chat_submission, responses_submission
+from gateway.protocol import ChatRequest, ResponsesRequest
+from gateway.submission import chat_submission, responses_submission
 
 from .conftest import SMALL_BODY_LIMIT, Gateway
 
 METHODS = {"get", "post", "put", "patch", "delete"}
+MODELS = default_models()  # what a gateway with the default config serves
 
 
 def app_operations(routes: list[BaseRoute], prefix: str = "") -> set[tuple[str, str]]:
@@ -45,7 +47,7 @@ def test_the_document_and_the_routes_are_the_same_set() -> None:
     for keys in ([], ["k"]):
         app = create_app("127.0.0.1:1", api_keys=keys)
         routes = app_operations(list(app.routes))
-        doc = document(keys_required=bool(keys), max_request_bytes=4096)
+        doc = document(keys_required=bool(keys), max_request_bytes=4096, models=MODELS)
         assert routes == doc_operations(doc), (routes ^ doc_operations(doc))
         assert ("POST", "/v1/responses") in routes and ("GET", "/healthz") in routes and len(routes) == 18
         ids = [op["operationId"] for item in doc["paths"].values() for op in item.values()]
@@ -58,7 +60,7 @@ def _schema(doc: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def test_request_bodies_and_errors_come_from_the_gateways_models() -> None:
-    doc = document(keys_required=False, max_request_bytes=4096)
+    doc = document(keys_required=False, max_request_bytes=4096, models=MODELS)
     for path, model in (("/v1/responses", ResponsesRequest), ("/v1/chat/completions", ChatRequest)):
         ref = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         schema = _schema(doc, ref.rsplit("/", 1)[1])
@@ -99,7 +101,8 @@ def test_the_document_is_served_without_a_key(keyed_gateway: Gateway, gateway: G
     assert [r.status_code for r in docs] == [200, 200]
     assert docs[0].headers["content-type"] == "application/json"
     keyed = docs[0].json()
-    assert docs[1].json() == keyed == document(keys_required=True, max_request_bytes=SMALL_BODY_LIMIT)
+    assert docs[1].json() == keyed == document(keys_required=True, max_request_bytes=SMALL_BODY_LIMIT,
+                                                  models=MODELS)
     assert keyed["security"] == [{"bearerAuth": []}]
     assert "401" in keyed["paths"]["/v1/responses"]["post"]["responses"]
     assert str(SMALL_BODY_LIMIT) in keyed["paths"]["/v1/responses"]["post"]["responses"]["413"]["description"]
@@ -121,14 +124,14 @@ CANDIDATES: list[Any] = [
     [{"role": "user", "content": 5}], [{"role": "robot", "content": "find it"}], [{"type": "function"}],
     [{"role": "user", "content": [{"type": "image", "text": "x"}]}], [{"role": "user", "content": "x", "name": 5}],
     {}, {"a": 1}, {"a": "b"}, {"type": "json_object"}, {"format": {"type": "json_schema"}}, {"include_usage": 1},
-    {"blast.gateway": "x"}, {f"k{i}": "v" for i in range(16)},
+    {f"k{i}": "v" for i in range(17)}, "gpt-4.1", "gpt-4.1-mini",
 ]
 
 
 def test_every_value_outside_the_schema_is_refused() -> None:
     # The document must not promise more than the gateway checks: any value a field's schema
     # rejects, put into an otherwise valid body, gets a 400 that names that field.
-    doc = document(keys_required=False, max_request_bytes=4096)
+    doc = document(keys_required=False, max_request_bytes=4096, models=MODELS)
     tried = 0
     for model, submit, base in (
         (ResponsesRequest, responses_submission, {"input": "find it"}),
@@ -136,11 +139,12 @@ def test_every_value_outside_the_schema_is_refused() -> None:
     ):
         properties = _schema(doc, str(model.model_config.get("title")))["properties"]
         for name, schema in properties.items():
+            schema = _resolve(schema, doc)  # the nested request models are components
             for value in CANDIDATES:
                 if jsonschema_rs.is_valid(schema, value):
                     continue
                 tried += 1
                 with pytest.raises(ApiError) as e:
-                    submit({**base, name: value}, "gpt-4.1")
+                    submit({**base, name: value}, MODELS)
                 assert e.value.status == 400 and (e.value.param or "").startswith(name), (name, value, e.value.param)
     assert tried > 150

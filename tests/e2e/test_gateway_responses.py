@@ -174,8 +174,10 @@ async def test_usage_covers_every_subtask(gateway: Gateway, client: Client, site
     async with openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0,
                                   timeout=120) as oai:
         resp = await oai.responses.create(model=MODEL, input=f"Nested tour of Asia from {site.url}index.html")
-        assert resp.status == "completed" and resp.output_text
         task = await client.get_task(resp.id.removeprefix("resp_"))
+        # The child, at the nesting limit, gives up, and so may the parent: the status says which.
+        assert task.state == pb.TASK_STATE_COMPLETED and resp.output_text
+        assert resp.status == ("completed" if task.success else "failed"), (resp.status, resp.error)
         assert len(task.subtask_ids) == 1
         assert resp.usage is not None
         assert resp.usage.input_tokens == sum(u.prompt_tokens for u in task.tree_usage) \
@@ -183,9 +185,3 @@ async def test_usage_covers_every_subtask(gateway: Gateway, client: Client, site
         assert resp.usage.output_tokens == sum(u.completion_tokens for u in task.tree_usage) \
             > sum(u.completion_tokens for u in task.usage)
         assert (await oai.responses.retrieve(resp.id)).usage == resp.usage
-
-
-def test_no_scenario_task_still_completes(oai: openai.OpenAI) -> None:
-    # The agent gives up with an answer (success=false): still a completed response with text.
-    resp = oai.responses.create(model=MODEL, input="Recite a poem about the sea")
-    assert resp.status == "completed" and resp.output_text

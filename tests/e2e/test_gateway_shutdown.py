@@ -48,7 +48,8 @@ async def test_a_request_cut_off_by_shutdown_gets_an_openai_shaped_503(engine: E
         assert await asyncio.to_thread(gw.proc.wait, DEADLINE_S) == 0
     finally:
         stop_process(gw.proc)
-        # The task went on in the engine: end it, and let the model's held request go.
+        # The task ends with the gateway's RunTask stream; should it still run, end it, and let
+        # the model's held request go.
         for t in await engine.client.list_tasks():
             if t.spec.description == "say hello" and not is_terminal(t.state):
                 await engine.client.cancel(t.task_id, "test cleanup")

@@ -69,3 +69,14 @@ def test_missing_file_and_bad_yaml(tmp_path) -> None:  # type: ignore[no-untyped
     p.write_text("settings: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(p)
+
+
+def test_a_task_may_name_a_configured_model_only() -> None:
+    config = config_from_dict({"constraints": {"llm_model": "openai:gpt-4.1", "llm_model_mini": "openai:gpt-4.1-mini"}})
+    assert config.task_model("") == "openai:gpt-4.1"
+    assert config.task_model("gpt-4.1-mini") == config.task_model("openai:gpt-4.1-mini") == "openai:gpt-4.1-mini"
+    assert config.task_model("gpt-5") is None
+    # The worker runs a task on its model by handing the agent this config.
+    mini = config.for_task("gpt-4.1-mini")
+    assert mini.constraints.llm_model == "openai:gpt-4.1-mini" and config.constraints.llm_model == "openai:gpt-4.1"
+    assert config.for_task("") is config and config.for_task("gpt-4.1") is config
