@@ -37,7 +37,8 @@ class GatewayProcess:
         grpc_host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
         with self.orphans.launching():
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "gateway", "--grpc-address", f"{grpc_host}:{grpc_port}",
+                # The gateway/ folder's installed name (setup.py): works from a wheel and a checkout.
+                sys.executable, "-m", "blast_grpc_gateway", "--grpc-address", f"{grpc_host}:{grpc_port}",
                 "--config", str(self.config_path), "--host", s.gateway_host, "--port", str(s.server_port),
                 "--ready-file", str(self.ready),
                 stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
