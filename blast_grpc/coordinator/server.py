@@ -37,7 +37,6 @@ import time
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from .._proto.blast.v1 import blast_pb2 as pb
 from .._proto.blast.v1 import blast_pb2_grpc as bgrpc
@@ -59,6 +58,7 @@ from .metrics import collect_metrics, memory_bytes
 from .orphans import Orphans
 from .persist import TaskDatabase
 from .prometheus import metrics_app
+from .reflection import enable_reflection
 from .rundir import RuntimeDir
 from .scheduler import Scheduler
 from .service import BlastService
@@ -152,10 +152,7 @@ class Coordinator:
         self.tasks.spawn(self._expire(), name="task-retention")
         bgrpc.add_BlastServiceServicer_to_server(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-            self.server,
-        )
+        enable_reflection([SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], self.server)
         self.port = self.server.add_insecure_port(f"{s.host}:{s.grpc_port}")
         if self.port == 0:
             raise SystemExit(f"cannot listen on {s.host}:{s.grpc_port} (settings.host / settings.grpc_port)")
