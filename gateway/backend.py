@@ -48,6 +48,7 @@ class Backend:
     def __init__(self, address: str, api_key: str | None = None) -> None:
         self.address = address
         self._client = Client(address, api_key=api_key)
+        self.api_key = self._client.api_key  # also sent to the coordinator's /metrics (ops_routes)
         self._stub = self._client.stub
 
     async def close(self) -> None:
@@ -59,9 +60,9 @@ class Backend:
         resp = await self._stub.SubmitTask(pb.SubmitTaskRequest(spec=spec), timeout=UNARY_TIMEOUT_S)
         return resp.task
 
-    async def get(self, task_id: str) -> pb.Task:
+    async def get(self, task_id: str, timeout: float = UNARY_TIMEOUT_S) -> pb.Task:
         """A task's current record (``GetTask``)."""
-        resp = await self._stub.GetTask(pb.GetTaskRequest(task_id=task_id), timeout=UNARY_TIMEOUT_S)
+        resp = await self._stub.GetTask(pb.GetTaskRequest(task_id=task_id), timeout=timeout)
         return resp.task
 
     async def cancel(self, task_id: str, reason: str) -> pb.Task:
@@ -81,6 +82,10 @@ class Backend:
     async def metrics(self, timeout: float = UNARY_TIMEOUT_S) -> pb.GetMetricsResponse:
         """The engine's counters and workers (``GetMetrics``)."""
         return await self._stub.GetMetrics(pb.GetMetricsRequest(), timeout=timeout)
+
+    async def health(self, timeout: float = UNARY_TIMEOUT_S) -> int:
+        """The coordinator's ``grpc.health.v1`` status for ``blast.v1.BlastService``."""
+        return await self._client.health(timeout=timeout)
 
     async def watch(self, task_id: str) -> AsyncGenerator[pb.TaskEvent, None]:
         """Every event of the task (and its subtasks), replayed then live, until it ends."""

@@ -35,6 +35,7 @@ from ..supervise import TaskSet, fault_point
 from ..worker.exits import EXITING_METADATA
 from .budget import Budget
 from .tasks import TaskRecord, add_usage, now_ts
+from .telemetry import Telemetry
 from .workers import WorkerHandle
 
 log = logging.getLogger("blast_grpc.scheduler")
@@ -59,6 +60,7 @@ class Scheduler:
         self._cancel_reasons: dict[str, str] = {}
         self._avoid: dict[str, str] = {}
         self.usage: dict[str, pb.Usage] = {}
+        self.telemetry = Telemetry()  # counters and histograms since start (telemetry.py)
         # Running tasks that gave their slot back while they wait for subtasks (their
         # context is closed), and those waiting to get one back, served before the queue.
         self._parked: set[str] = set()
@@ -215,6 +217,7 @@ class Scheduler:
         rec.worker_id = worker.worker_id
         if rec.started_at is None:
             rec.started_at = now_ts()
+            self.telemetry.started(rec)
         race = rec.parent if rec.copy else None
         if race is not None and race.state == pb.TASK_STATE_QUEUED:
             race.state, race.started_at = pb.TASK_STATE_RUNNING, now_ts()
@@ -259,9 +262,11 @@ class Scheduler:
                 self.budget.charge(u.cost_usd)
                 rec.add_usage(u)
                 add_usage(self.usage, u)
+            self.telemetry.llm_calls(msg.usage.calls)
         elif kind == "step":
             rec.steps += 1
             rec.replayed_steps += msg.step.replayed
+            self.telemetry.step(msg.step)
             rec.emit(step=msg.step)
         elif kind == "recording":
             rec.recording = msg.recording

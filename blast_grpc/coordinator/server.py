@@ -90,6 +90,7 @@ class Coordinator:
                                      tasks=self.tasks)
         self.budget = Budget(config)
         self.scheduler = Scheduler(config, lambda: self.workers, self._history, self.budget, self.tasks)
+        self.store.on_new.append(self.scheduler.telemetry.track)  # counts every task's end
         self.cache = (Cache(s.cache_path, s.persist_cache) if s.cache_results or s.cache_plans else None)
         self.launcher = Launcher(config, self.store, self.scheduler, self.cache)
         self.service = BlastService(config, self.store, self.scheduler, self.launcher, self.workers)
@@ -174,7 +175,8 @@ class Coordinator:
         await self.supervisor.start(chromium)
         await self.server.start()
         if s.metrics_port is not None:
-            app = metrics_app(lambda: collect_metrics(self.store, self.scheduler, self.workers), self.keys)
+            app = metrics_app(lambda: collect_metrics(self.store, self.scheduler, self.workers), self.keys,
+                              self.scheduler.telemetry.collectors)
             self.metrics_server = EmbeddedServer(app, s.host, s.metrics_port)
             port = await self.metrics_server.start()
             if not self.keys and not is_loopback(s.host):
@@ -183,7 +185,11 @@ class Coordinator:
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if self.gateway is not None:
-            url = await self.gateway.start(self.port)
+            metrics_url = None
+            if self.metrics_server is not None:  # the gateway's /metrics passes it on to Prometheus
+                host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
+                metrics_url = f"http://{f'[{host}]' if ':' in host else host}:{self.metrics_server.port}/metrics"
+            url = await self.gateway.start(self.port, metrics_url=metrics_url)
             log.info("REST gateway (OpenAI-compatible) on %s", url)
         ready = sum(w.state == pb.WORKER_STATE_READY for w in self.workers)
         log.info("coordinator listening on %s:%d with %d/%d workers ready", s.host, self.port, ready, len(self.workers))
