@@ -110,7 +110,7 @@ def test_the_document_is_served_without_a_key(keyed_gateway: Gateway, gateway: G
     assert "security" not in open_doc and "401" not in open_doc["paths"]["/v1/responses"]["post"]["responses"]
     schema = schemathesis.openapi.from_dict(open_doc)
     schema.validate()
-    assert len(list(schema.get_all_operations())) == 18
+    assert len(list(schema.get_all_operations())) == 21
 
 
 # JSON values of every type and some shapes the request schemas constrain (long and blank
