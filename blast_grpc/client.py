@@ -21,9 +21,11 @@ import os
 from typing import Any, AsyncGenerator, AsyncIterator, Literal, overload
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ._proto.blast.v1 import blast_pb2 as pb
 from ._proto.blast.v1 import blast_pb2_grpc as bgrpc
+from .blast_metrics import blast_metrics
 from .states import TERMINAL_EVENTS
 
 
@@ -73,7 +75,7 @@ class Client:
         of unary calls, in seconds (``None``: none)."""
         self.address = address
         self.unary_timeout = unary_timeout
-        key = api_key if api_key is not None else os.environ.get("BLAST_API_KEY", "")
+        key = self.api_key = api_key if api_key is not None else os.environ.get("BLAST_API_KEY", "")
         extra = [*(metadata or []), *([("authorization", f"Bearer {key}")] if key else [])]
         # Added to every call, also those made through ``.stub`` directly.
         interceptors: list[Any] | None = [_UnaryMetadata(extra), _StreamMetadata(extra)] if extra else None
@@ -165,26 +167,19 @@ class Client:
         resp = await self._stub.ListTasks(pb.ListTasksRequest(limit=limit), timeout=self._deadline(timeout))
         return list(resp.tasks)
 
+    async def health(self, service: str = "blast.v1.BlastService", timeout: float | None = None) -> int:
+        """The coordinator's ``grpc.health.v1`` status for ``service`` (``HealthCheckResponse.SERVING``
+        while it takes tasks; NOT_SERVING once it drains). Cheap: no worker is asked."""
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        return int(reply.status)
+
     async def metrics(self, *, timeout: float | None = _DEFAULT) -> pb.GetMetricsResponse:
         """The raw ``GetMetrics`` reply."""
         return await self._stub.GetMetrics(pb.GetMetricsRequest(), timeout=self._deadline(timeout))
 
     async def get_metrics(self) -> dict[str, Any]:
-        """Metrics in BLAST's dict shape: ``m['tasks']['running']``, ``m['concurrent_browsers']``,
-        ``m['memory_usage_gb']``, plus ``open_contexts``, ``total_cost`` and ``usage`` per model."""
-        m = await self.metrics()
-        return {
-            "tasks": {
-                "scheduled": m.tasks.scheduled,
-                "running": m.tasks.running,
-                "completed": m.tasks.completed,
-                "failed": m.tasks.failed,
-                "cancelled": m.tasks.cancelled,
-            },
-            "concurrent_browsers": m.concurrent_browsers,
-            "open_contexts": m.open_contexts,  # tasks', warm and kept contexts
-            "memory_usage_gb": m.memory_usage_gb,
-            "total_cost": m.total_cost_usd,
-            "usage": {u.model: {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-                                "requests": u.requests} for u in m.usage},
-        }
+        """Metrics in BLAST's dict shape and units (``blast_metrics.py``): ``m['tasks']['running']``,
+        ``m['concurrent_browsers']``, ``m['memory_usage_gb']`` (GiB), ``m['total_cost']``, plus
+        token, call and time totals and ``usage`` per model."""
+        return blast_metrics(await self.metrics())

@@ -47,6 +47,8 @@ class Engine:
         return await self.client.run(task, **kw)
 
     async def get_metrics(self) -> dict[str, Any]:
+        """BLAST's ``engine.get_metrics()``: its keys, units (memory in GiB) and rounding, plus
+        token, LLM-call and time totals (``blast_metrics.py`` lists them)."""
         return await self.client.get_metrics()
 
     async def stop(self, timeout: float = 30.0) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -57,6 +58,9 @@ class ModelUsage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     requests: int = 0
+    seconds: float = 0.0  # time spent in the timed calls (``calls``)
+    # Each timed call's duration: the coordinator's model-latency histogram observes them one by one.
+    calls: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -66,12 +70,18 @@ class UsageMeter:
     total: dict[str, ModelUsage] = field(default_factory=dict)
     _pending: dict[str, ModelUsage] = field(default_factory=dict)
 
-    def add(self, model: str, prompt: int, completion: int, requests: int = 1) -> None:
+    def add(self, model: str, prompt: int, completion: int, requests: int = 1, seconds: float | None = None) -> None:
+        """Record usage; ``seconds``: how long this one call took (None: not timed here, e.g. the
+        extraction pool's calls, which run in other processes and report only their tokens)."""
         for book in (self.total, self._pending):
             u = book.setdefault(model, ModelUsage())
             u.prompt_tokens += prompt
             u.completion_tokens += completion
             u.requests += requests
+            if seconds is not None:
+                u.seconds += seconds
+                if book is self._pending:  # the running total needs no per-call list
+                    u.calls.append(seconds)
 
     def take(self) -> dict[str, ModelUsage]:
         out, self._pending = self._pending, {}
@@ -125,6 +135,7 @@ class LLM:
         s = self._config.settings
         attempts = s.llm_max_retries + 1
         for attempt in range(1, attempts + 1):
+            started = time.monotonic()
             try:
                 async with asyncio.timeout(s.llm_timeout_s):
                     raw = await client.chat.completions.with_raw_response.create(**kwargs)
@@ -144,11 +155,13 @@ class LLM:
                 raise LLMUnavailable(f"model {name!r} {problem} (tried {tries}; settings.llm_max_retries = "
                                      f"{s.llm_max_retries})")
             await asyncio.sleep(wait)
+        # The model's latency: the answered attempt only (failed ones and back-off are not the model's speed).
+        seconds = time.monotonic() - started
         resp = self._completion(raw, name, str(client.base_url).rstrip("/"))
         if resp.usage is not None:
-            meter.add(name, resp.usage.prompt_tokens, resp.usage.completion_tokens)
+            meter.add(name, resp.usage.prompt_tokens, resp.usage.completion_tokens, seconds=seconds)
         else:
-            meter.add(name, 0, 0)
+            meter.add(name, 0, 0, seconds=seconds)
         if not resp.choices:
             raise LLMUnavailable(f"model {name!r} returned no choices")
         return resp.choices[0].message

@@ -2,8 +2,8 @@
 
 Every API route is served twice, under ``/v1`` and at the root (BLAST users pass
 ``base_url="http://127.0.0.1:8000"`` without ``/v1``). ``/healthz`` says the process
-is up; ``/readyz`` says the coordinator answers and at least one browser worker is
-ready. Every error, including unknown URLs, has OpenAI's shape.
+is up; ``/readyz`` says the coordinator serves tasks (``ops_routes``, with BLAST's
+``/ping``, ``/health`` and ``/metrics``). Every error, including unknown URLs, has OpenAI's shape.
 
 ``GET /v1/models`` lists the engine's models as configured (``constraints.llm_model``
 and ``llm_model_mini``, without BLAST's provider prefix). They are the only names a
@@ -28,10 +28,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 from blast_grpc.config import Constraints, model_name
 
-from . import chat, openapi, responses
+from . import chat, openapi, ops_routes, responses
 from .backend import Backend
 from .errors import ApiError, from_grpc
 from .middleware import ApiKeyMiddleware, BodyLimitMiddleware, ShutdownMiddleware
@@ -39,7 +38,6 @@ from .state import GatewayState, json_response, state
 
 log = logging.getLogger("gateway")
 
-READY_TIMEOUT_S = 3.0
 OWNER = "blast-grpc"
 
 
@@ -79,27 +77,6 @@ async def get_model(request: Request) -> Response:
 async def healthz(request: Request) -> Response:
     """The gateway process is up."""
     return JSONResponse({"status": "ok"})
-
-
-def _unready(reason: str, code: str, **counts: int) -> Response:
-    # A probe body, plus the ``error`` object every non-2xx answer of the gateway has.
-    err = ApiError(503, reason, type="server_error", code=code).body()
-    return JSONResponse({"status": "unavailable", "reason": reason, **counts, **err}, status_code=503)
-
-
-async def readyz(request: Request) -> Response:
-    """200 when the coordinator answers and at least one worker is ready, 503 otherwise."""
-    st = state(request)
-    try:
-        m = await st.backend.metrics(timeout=READY_TIMEOUT_S)
-    except grpc.aio.AioRpcError as exc:
-        return _unready(f"the coordinator at {st.backend.address} did not answer ({exc.code().name})",
-                        "engine_unavailable")
-    ready = sum(1 for w in m.workers if w.state == pb.WORKER_STATE_READY)
-    body = {"workers_ready": ready, "workers": len(m.workers)}
-    if ready == 0:
-        return _unready("no browser worker is ready", "no_worker_ready", **body)
-    return JSONResponse({"status": "ready", **body})
 
 
 async def openapi_document(request: Request) -> Response:
@@ -145,14 +122,16 @@ def api_routes() -> list[BaseRoute]:
 
 
 def create_app(grpc_address: str, api_keys: Iterable[str] = (), max_request_bytes: int = 4 * 1024 * 1024,
-               models: list[str] | None = None, engine_api_key: str | None = None) -> Starlette:
+               models: list[str] | None = None, engine_api_key: str | None = None,
+               metrics_url: str | None = None) -> Starlette:
     """The gateway app for the coordinator at ``grpc_address`` (``host:port``).
 
     ``api_keys``: bearer keys accepted (empty: no authentication). Bodies larger than
     ``max_request_bytes`` get 413. ``models``: what ``/v1/models`` lists and the model
     echoed when a request names none (default: the engine's default models).
     ``engine_api_key``: the key the gateway itself sends to the coordinator (default: the
-    ``BLAST_API_KEY`` environment variable, if set)."""
+    ``BLAST_API_KEY`` environment variable, if set). ``metrics_url``: the coordinator's
+    Prometheus ``/metrics``, which ``GET /metrics`` passes on to Prometheus (``ops_routes``)."""
     model_list = list(models or default_models())
 
     @contextlib.asynccontextmanager
@@ -167,7 +146,7 @@ def create_app(grpc_address: str, api_keys: Iterable[str] = (), max_request_byte
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
+        *ops_routes.routes(),  # /readyz, and BLAST's /ping, /health, /metrics
         Mount("/v1", routes=api_routes()),
         *api_routes(),
     ]
@@ -189,4 +168,5 @@ def create_app(grpc_address: str, api_keys: Iterable[str] = (), max_request_byte
     )
     doc = openapi.document(keys_required=bool(keys), max_request_bytes=max_request_bytes, models=model_list)
     app.state.openapi = json.dumps(doc, separators=(",", ":")).encode()
+    app.state.metrics_url = metrics_url
     return app

@@ -70,6 +70,7 @@ class Backend:
     def __init__(self, address: str, api_key: str | None = None) -> None:
         self.address = address
         self._client = Client(address, api_key=api_key, unary_timeout=UNARY_TIMEOUT_S)
+        self.api_key = self._client.api_key  # also sent to the coordinator's /metrics (ops_routes)
 
     async def close(self) -> None:
         """Close the gRPC channel."""
@@ -98,9 +99,9 @@ class Backend:
             raise
         return Run(first, _chain(first, events))
 
-    async def get(self, task_id: str) -> pb.Task:
+    async def get(self, task_id: str, timeout: float = UNARY_TIMEOUT_S) -> pb.Task:
         """A task's current record (``GetTask``)."""
-        return await self._client.get_task(task_id)
+        return await self._client.get_task(task_id, timeout=timeout)
 
     async def cancel(self, task_id: str, reason: str) -> pb.Task:
         """Cancel a queued or running task (``CancelTask``); FAILED_PRECONDITION if it ended."""
@@ -117,6 +118,10 @@ class Backend:
     async def metrics(self, timeout: float = UNARY_TIMEOUT_S) -> pb.GetMetricsResponse:
         """The engine's counters and workers (``GetMetrics``)."""
         return await self._client.metrics(timeout=timeout)
+
+    async def health(self, timeout: float = UNARY_TIMEOUT_S) -> int:
+        """The coordinator's ``grpc.health.v1`` status for ``blast.v1.BlastService``."""
+        return await self._client.health(timeout=timeout)
 
     async def watch(self, task_id: str) -> AsyncGenerator[pb.TaskEvent, None]:
         """Every event of the task (and its subtasks), replayed then live, until it ends."""

@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--port", type=int, default=None, help="port to bind, 0 for any free one "
                     "(default: settings.server_port)")
     ap.add_argument("--config", default=None, help="YAML config (default: the repository's config.yaml)")
+    ap.add_argument("--metrics-url", default=None, help="the coordinator's Prometheus /metrics, passed on by "
+                    "GET /metrics to callers that accept text/plain (blast-grpc serve sets it)")
     ap.add_argument("--ready-file", default=None, help='write {"url": ...} here once listening')
     ap.add_argument("--log-level", default=None, help="default: settings.blastai_log_level")
     return ap
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     models = configured_models(config.constraints.llm_model, config.constraints.llm_model_mini)
     keys = api_keys(s.api_keys, os.environ)
     app = create_app(args.grpc_address, api_keys=keys, max_request_bytes=s.max_request_bytes, models=models,
-                     engine_api_key=engine_key(keys, os.environ))
+                     engine_api_key=engine_key(keys, os.environ), metrics_url=args.metrics_url)
     try:
         sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
     except OSError as exc:

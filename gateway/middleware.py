@@ -18,7 +18,7 @@ from .errors import ApiError
 
 # Probes stay open so an orchestrator can check the gateway without a key; so does the
 # OpenAPI document (it says what a key is needed for, and holds nothing secret).
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/v1/openapi.json"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/ping", "/health", "/openapi.json", "/v1/openapi.json"})
 
 # A client that sent a too-large body is still writing it when the 413 goes out; reading
 # (and discarding) the rest up to this much lets it see the 413 instead of a reset.

@@ -33,7 +33,7 @@ SCHEMA_REF = "#/components/schemas/{model}"
 ERROR_STATUSES: dict[int, str] = {
     400: "The request is invalid; `error.param` names the parameter at fault.",
     401: "No API key, or a wrong one (`Authorization: Bearer <key>`).",
-    404: "No such response or model.",
+    404: "No such response or model; on `/metrics` asking for Prometheus text: none behind this gateway.",
     405: "`GET` or `DELETE` on the cancel URL (`.../{response_id}/cancel`): it takes `POST`.",
     409: "The response already ended (completed or failed), so it cannot be cancelled.",
     413: "The request body is larger than settings.max_request_bytes.",
@@ -84,13 +84,27 @@ MODEL_SCHEMA = _obj(["id", "object", "created", "owned_by"], {
 MODEL_LIST_SCHEMA = _obj(["object", "data"], {"object": {"const": "list"},
                                               "data": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}}})
 HEALTH_SCHEMA = _obj(["status"], {"status": {"const": "ok"}})
-READY_SCHEMA = _obj(["status", "workers_ready", "workers"], {
-    "status": {"const": "ready"}, "workers_ready": {"type": "integer", "minimum": 1},
-    "workers": {"type": "integer", "minimum": 1}})
+READY_SCHEMA = _obj(["status"], {"status": {"const": "ready"}})
 UNREADY_SCHEMA = _obj(["status", "reason", "error"], {
     "status": {"const": "unavailable"}, "reason": {"type": "string"},
-    "workers_ready": {"type": "integer"}, "workers": {"type": "integer"},
     "error": {"$ref": "#/components/schemas/ErrorDetail"}})
+# BLAST's operator routes (ops_routes.py).
+BLAST_HEALTH_SCHEMA = _obj(["status", "ready"], {"status": {"const": "ok"}, "ready": {"const": True}})
+BLAST_UNHEALTHY_SCHEMA = _obj(["status", "ready", "reason"], {
+    "status": {"const": "error"}, "ready": {"const": False}, "reason": {"type": "string"}})
+_COUNT = {"type": "integer", "minimum": 0}
+_AMOUNT = {"type": "number", "minimum": 0}
+BLAST_METRICS_SCHEMA = _obj(
+    ["tasks", "concurrent_browsers", "memory_usage_gb", "total_cost", "total_tokens", "llm_calls", "llm_seconds",
+     "execution_seconds"],
+    {"tasks": _obj(["scheduled", "running", "completed"], {k: _COUNT for k in
+                                                          ("scheduled", "running", "completed", "failed", "cancelled")}),
+     "concurrent_browsers": _COUNT, "memory_usage_gb": _AMOUNT, "total_cost": _AMOUNT, "total_tokens": _COUNT,
+     "llm_calls": _COUNT, "llm_seconds": _AMOUNT, "execution_seconds": _AMOUNT},
+    description="BLAST's `engine.get_metrics()` (memory in GiB, cost in USD, both rounded to 2 places) plus "
+                "token, call and time totals.")
+_PROMETHEUS_TEXT = {"text/plain": {"schema": {"type": "string"}},
+                    "application/openmetrics-text": {"schema": {"type": "string"}}}
 DOCUMENT_SCHEMA = _obj(["openapi", "info", "paths"], {"openapi": {"type": "string"}})
 
 
@@ -176,9 +190,18 @@ API_OPERATIONS: tuple[Operation, ...] = (
 ROOT_OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/healthz", "healthz", "The gateway process is up", _json(HEALTH_SCHEMA, "Up."),
               authenticated=False),
-    Operation("get", "/readyz", "readyz", "The coordinator answers and at least one browser worker is ready",
+    Operation("get", "/readyz", "readyz", "The coordinator serves tasks (gRPC health) and accepts the gateway",
               _json(READY_SCHEMA, "Ready."), authenticated=False,
               extra_responses={"503": _json(_ref("Unready"), "Not ready: `reason` (and `error.message`) say why.")}),
+    Operation("get", "/ping", "ping", "BLAST's ping: the gateway is up", _json(HEALTH_SCHEMA, "Up."),
+              authenticated=False),
+    Operation("get", "/health", "blastHealth", "BLAST's health check: the coordinator serves tasks",
+              _json(BLAST_HEALTH_SCHEMA, "Ready."), authenticated=False,
+              extra_responses={"503": _json(BLAST_UNHEALTHY_SCHEMA, "Not ready: `reason` says why.")}),
+    Operation("get", "/metrics", "metrics", "BLAST's metrics (JSON), or Prometheus text / OpenMetrics by `Accept`",
+              {"description": "BLAST's metrics dict, or the coordinator's Prometheus exposition.",
+               "content": {"application/json": {"schema": BLAST_METRICS_SCHEMA}, **_PROMETHEUS_TEXT}},
+              (404, *ENGINE)),
 )
 
 

@@ -30,14 +30,15 @@ class GatewayProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.url = ""
 
-    async def start(self, grpc_port: int, timeout: float = 60.0) -> str:
+    async def start(self, grpc_port: int, timeout: float = 60.0, metrics_url: str | None = None) -> str:
         s = self.config.settings
         grpc_host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
         with self.orphans.launching():
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "gateway", "--grpc-address", f"{grpc_host}:{grpc_port}",
+                # The gateway/ folder's installed name (setup.py): works from a wheel and a checkout.
+                sys.executable, "-m", "blast_grpc_gateway", "--grpc-address", f"{grpc_host}:{grpc_port}",
                 "--config", str(self.config_path), "--host", s.gateway_host, "--port", str(s.server_port),
-                "--ready-file", str(self.ready),
+                "--ready-file", str(self.ready), *(["--metrics-url", metrics_url] if metrics_url else []),
                 stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
                 preexec_fn=die_with_parent,  # a coordinator killed with SIGKILL takes its gateway along
                 env={**os.environ, API_KEYS_ENV: ",".join(self.keys)},

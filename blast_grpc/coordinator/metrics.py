@@ -52,10 +52,12 @@ async def collect_metrics(store: TaskStore, scheduler: Scheduler, workers: list[
             cancelled=counts.get(pb.TASK_STATE_CANCELLED, 0),
         ),
         concurrent_browsers=browsers,
-        memory_usage_gb=mem / 1e9,
+        memory_usage_gb=mem / 1024**3,  # GiB, as BLAST's (the name is BLAST's too)
         total_cost_usd=sum(u.cost_usd for u in usage),
         usage=usage,
         workers=infos,
         queued=len(scheduler.queue),
         open_contexts=contexts_total,
+        finished=scheduler.telemetry.finished_counts(),
+        execution_seconds=scheduler.telemetry.execution_seconds,
     )

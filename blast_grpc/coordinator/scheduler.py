@@ -35,6 +35,7 @@ from ..supervise import TaskSet, fault_point
 from ..worker.exits import EXITING_METADATA
 from .budget import Budget
 from .tasks import TaskRecord, TaskStore, add_usage
+from .telemetry import Telemetry
 from .workers import WorkerHandle
 
 log = logging.getLogger("blast_grpc.scheduler")
@@ -62,6 +63,7 @@ class Scheduler:
         self._cancel_reasons: dict[str, str] = {}
         self._avoid: dict[str, str] = {}
         self.usage: dict[str, pb.Usage] = {}
+        self.telemetry = Telemetry()  # counters and histograms since start (telemetry.py)
         # Running tasks that gave their slot back while they wait for subtasks (their
         # context is closed), and those waiting to get one back, served before the queue.
         self._parked: set[str] = set()
@@ -213,7 +215,10 @@ class Scheduler:
         self.wake()
 
     async def _attempt(self, rec: TaskRecord, worker: WorkerHandle) -> None:
+        first = rec.started_at is None
         rec.start(worker.worker_id)
+        if first:
+            self.telemetry.started(rec)
         worker.running.add(rec.task_id)
         assert worker.stub is not None
         c = self.config.constraints
@@ -255,9 +260,11 @@ class Scheduler:
                 self.budget.charge(u.cost_usd)
                 rec.add_usage(u)
                 add_usage(self.usage, u)
+            self.telemetry.llm_calls(msg.usage.calls)
         elif kind == "step":
             rec.steps += 1
             rec.replayed_steps += msg.step.replayed
+            self.telemetry.step(msg.step)
             rec.emit(step=msg.step)
         elif kind == "recording":
             rec.recording = msg.recording

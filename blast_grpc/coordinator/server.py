@@ -37,7 +37,6 @@ import time
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from .._proto.blast.v1 import blast_pb2 as pb
 from .._proto.blast.v1 import blast_pb2_grpc as bgrpc
@@ -59,6 +58,7 @@ from .metrics import collect_metrics, memory_bytes
 from .orphans import Orphans
 from .persist import TaskDatabase
 from .prometheus import metrics_app
+from .reflection import enable_reflection
 from .rundir import RuntimeDir
 from .scheduler import Scheduler
 from .service import BlastService
@@ -90,6 +90,7 @@ class Coordinator:
                                      tasks=self.tasks)
         self.budget = Budget(config)
         self.scheduler = Scheduler(config, self.store, lambda: self.workers, self._history, self.budget, self.tasks)
+        self.store.on_finished.append(self.scheduler.telemetry.ended)  # counts every task's end
         self.cache = (Cache(s.cache_path, s.persist_cache) if s.cache_results or s.cache_plans else None)
         self.launcher = Launcher(config, self.store, self.scheduler, self.cache)
         self.service = BlastService(config, self.store, self.scheduler, self.launcher, self.workers)
@@ -152,10 +153,7 @@ class Coordinator:
         self.tasks.spawn(self._expire(), name="task-retention")
         bgrpc.add_BlastServiceServicer_to_server(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-            self.server,
-        )
+        enable_reflection([SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], self.server)
         self.port = self.server.add_insecure_port(f"{s.host}:{s.grpc_port}")
         if self.port == 0:
             raise SystemExit(f"cannot listen on {s.host}:{s.grpc_port} (settings.host / settings.grpc_port)")
@@ -179,7 +177,8 @@ class Coordinator:
         await self.supervisor.start(chromium)
         await self.server.start()
         if s.metrics_port is not None:
-            app = metrics_app(lambda: collect_metrics(self.store, self.scheduler, self.workers), self.keys)
+            app = metrics_app(lambda: collect_metrics(self.store, self.scheduler, self.workers), self.keys,
+                              self.scheduler.telemetry.collectors)
             self.metrics_server = EmbeddedServer(app, s.host, s.metrics_port)
             port = await self.metrics_server.start()
             if not self.keys and not is_loopback(s.host):
@@ -188,7 +187,11 @@ class Coordinator:
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if self.gateway is not None:
-            url = await self.gateway.start(self.port)
+            metrics_url = None
+            if self.metrics_server is not None:  # the gateway's /metrics passes it on to Prometheus
+                host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
+                metrics_url = f"http://{f'[{host}]' if ':' in host else host}:{self.metrics_server.port}/metrics"
+            url = await self.gateway.start(self.port, metrics_url=metrics_url)
             log.info("REST gateway (OpenAI-compatible) on %s", url)
         ready = sum(w.state == pb.WORKER_STATE_READY for w in self.workers)
         log.info("coordinator listening on %s:%d with %d/%d workers ready", s.host, self.port, ready, len(self.workers))

@@ -61,6 +61,7 @@ def add_usage(book: dict[str, pb.Usage], u: pb.Usage) -> None:
     t.completion_tokens += u.completion_tokens
     t.requests += u.requests
     t.cost_usd += u.cost_usd
+    t.llm_seconds += u.llm_seconds
 
 
 def sum_usage(groups: Iterable[Iterable[pb.Usage]]) -> list[pb.Usage]:

@@ -57,9 +57,10 @@ def _usage_msg(meter: UsageMeter) -> wpb.RunTaskResponse | None:
         usage=wpb.UsageDelta(
             usage=[
                 pb.Usage(model=m, prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
-                         requests=u.requests)
+                         requests=u.requests, llm_seconds=u.seconds)
                 for m, u in delta.items()
-            ]
+            ],
+            calls=[wpb.LlmCall(model=m, seconds=t) for m, u in delta.items() for t in u.calls],
         )
     )
 

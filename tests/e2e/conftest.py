@@ -48,7 +48,7 @@ class Gateway:
 
 def start_gateway(grpc_address: str, workdir: Path, name: str, settings: dict[str, Any] | None = None, *,
                   host: str = "127.0.0.1", port: int = 0, env: dict[str, str] | None = None,
-                  log_level: str | None = None) -> Gateway:
+                  log_level: str | None = None, metrics_url: str | None = None) -> Gateway:
     """Start ``python -m gateway`` with its own config file; returns once it listens.
 
     Its stderr goes to ``<workdir>/<name>.log``. ``BLAST_API_KEYS`` and ``BLAST_API_KEY`` are not
@@ -64,6 +64,8 @@ def start_gateway(grpc_address: str, workdir: Path, name: str, settings: dict[st
             "--config", str(config), "--ready-file", str(ready)]
     if log_level is not None:
         args += ["--log-level", log_level]
+    if metrics_url is not None:
+        args += ["--metrics-url", metrics_url]
     with log.open("wb") as err:
         proc = subprocess.Popen(args, cwd=ROOT, start_new_session=True, env=environ, stderr=err)
     try:

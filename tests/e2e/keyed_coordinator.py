@@ -2,7 +2,8 @@
 
 ``python -m tests.e2e.keyed_coordinator --key KEY --ready-file PATH`` serves
 ``blast.v1.BlastService`` on 127.0.0.1 (a free port) behind the coordinator's own
-``ApiKeyInterceptor``: ``GetMetrics`` reports one ready worker and ``GetTask`` knows no task.
+``ApiKeyInterceptor``: ``GetMetrics`` reports one ready worker and ``GetTask`` knows no task;
+``grpc.health.v1`` says SERVING (open without a key, as on the real one: the gateway's ``/readyz``).
 Starting a real engine with keys would also start browser workers; the gateway only needs
 a coordinator that checks keys the way the real one does. Once listening it writes
 ``{"address": "127.0.0.1:PORT"}`` to the ready file.
@@ -17,6 +18,7 @@ import os
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 from blast_grpc._proto.blast.v1 import blast_pb2_grpc as bgrpc
@@ -37,6 +39,9 @@ class KeyedCoordinator(bgrpc.BlastServiceServicer):
 async def serve(key: str, ready_file: Path) -> None:
     server = grpc.aio.server(interceptors=[ApiKeyInterceptor([key])])
     bgrpc.add_BlastServiceServicer_to_server(KeyedCoordinator(), server)
+    checks = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(checks, server)
+    await checks.set("blast.v1.BlastService", health_pb2.HealthCheckResponse.SERVING)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     tmp = ready_file.with_suffix(".tmp")

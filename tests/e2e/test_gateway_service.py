@@ -33,8 +33,7 @@ def test_probes(gateway: Gateway) -> None:
     # or a worker be restarting, for a moment; the last answer is what gets reported.
     ready = poll(lambda: httpx.get(f"{gateway.url}/readyz", timeout=10), lambda r: r.status_code == 200)
     assert ready.status_code == 200, ready.text
-    body = ready.json()
-    assert body["status"] == "ready" and 1 <= body["workers_ready"] <= body["workers"]
+    assert ready.json() == {"status": "ready"}
 
 
 def test_unreachable_engine_then_sigterm(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ async def test_over_budget_calls_wait_then_the_task_completes(sim: Sim, cost: fl
         assert waited > 1.0, waited  # the overdraft (about 3 s of refill) was paid back first
         assert events[-1].HasField("completed") and events[-1].completed.success
         m = await eng.client.get_metrics()
-        assert m["total_cost"] == pytest.approx(2 * cost)
+        assert m["total_cost"] == pytest.approx(2 * cost, abs=0.005)  # rounded to cents, as BLAST's
 
 
 async def test_a_budget_wait_longer_than_the_step_limit_is_not_a_silent_model(sim: Sim, cost: float) -> None:

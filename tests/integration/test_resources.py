@@ -109,19 +109,33 @@ async def test_over_max_memory_a_second_task_waits_for_the_first(tight_memory: E
     assert last[-1].HasField("completed")
 
 
-async def test_prometheus_metrics_match_get_metrics(engine: Engine, client: Client) -> None:
+async def test_prometheus_metrics_match_get_metrics(engine: Engine, client: Client, site: DemoSite) -> None:
     assert engine.metrics_url
+    assert (await client.run(f"On {site.url}index.html find the largest gorilla in Asia")).state == pb.TASK_STATE_COMPLETED
     async with httpx.AsyncClient() as http:
         text = (await http.get(engine.metrics_url)).text
     grpc_m = await client.metrics()
     families = {f.name: f for f in text_string_to_metric_families(text)}
-    tasks = {s.labels["state"]: s.value for s in families["blast_tasks"].samples}
-    assert tasks["completed"] == grpc_m.tasks.completed > 0
-    assert tasks["failed"] == grpc_m.tasks.failed and tasks["cancelled"] == grpc_m.tasks.cancelled
+    # Gauges say what is now; what ended is a counter (it never goes down when records are forgotten).
+    assert families["blast_tasks"].type == "gauge"
+    assert {s.labels["state"] for s in families["blast_tasks"].samples} == {"scheduled", "running"}
+    finished = {s.labels["state"]: s.value for s in families["blast_tasks_finished"].samples}
+    assert families["blast_tasks_finished"].type == "counter"
+    assert grpc_m.finished.completed >= finished["completed"] > 0  # other tests' tasks may end in between
     tokens = {(s.labels["model"], s.labels["kind"]): s.value for s in families["blast_llm_tokens"].samples}
-    for u in grpc_m.usage:
-        assert tokens[(u.model, "prompt")] == u.prompt_tokens > 0
+    later = {u.model: u.prompt_tokens for u in grpc_m.usage}  # read after the scrape: as many or more
+    assert tokens and all(0 < n <= later[model] for (model, kind), n in tokens.items() if kind == "prompt")
+    assert "blast_cost_usd" not in families and families["blast_llm_cost_usd"].type == "counter"
     ready = {s.labels["worker"]: s.value for s in families["blast_worker_ready"].samples}
     assert ready == {w.worker_id: 1.0 for w in grpc_m.workers}
     mem = families["blast_memory_usage_bytes"].samples[0].value
-    assert mem > 0 and abs(mem - grpc_m.memory_usage_gb * 1e9) < 0.5 * mem
+    assert mem > 0 and abs(mem - grpc_m.memory_usage_gb * 1024**3) < 0.5 * mem  # GetMetrics' figure is GiB
+    # Histograms: every task that ran has a duration and a queue wait; every step a time.
+    def count(name: str, **labels: str) -> float:
+        return sum(s.value for s in families[name].samples
+                   if s.name == f"{name}_count" and all(s.labels.get(k) == v for k, v in labels.items()))
+    assert families["blast_task_duration_seconds"].type == "histogram"
+    assert count("blast_task_duration_seconds", kind="task") >= 1
+    assert count("blast_task_queue_wait_seconds", kind="task") >= 1
+    assert count("blast_step_duration_seconds") >= 1 and count("blast_observation_duration_seconds") >= 1
+    assert count("blast_llm_request_duration_seconds", model="gpt-4.1") >= 1

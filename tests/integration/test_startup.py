@@ -129,6 +129,9 @@ def test_serve_starts_the_gateway_next_to_the_coordinator(sim) -> None:  # type:
                 assert (await http.get("/healthz")).status_code == 200
                 ready = await http.get("/readyz")
                 assert ready.status_code == 200, ready.text
+                # The gateway passes the coordinator's Prometheus text on (serve gave it --metrics-url).
+                scrape = await http.get("/metrics", headers={"accept": "text/plain"})
+                assert scrape.status_code == 200 and "blast_queued_tasks" in scrape.text, scrape.text
                 models = (await http.get("/v1/models")).json()
                 assert {m["id"] for m in models["data"]} >= {"gpt-4.1", "gpt-4.1-mini"}
             proc = eng.proc

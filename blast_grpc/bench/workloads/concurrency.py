@@ -69,7 +69,7 @@ class Sampler:
                                  "pss_mb": await asyncio.to_thread(tree_pss, w.pid) / 1e6 if w.pid else 0.0}
                    for w in m.workers}
         self.samples.append({"t": time.time(), "level": level, "contexts": m.concurrent_browsers,
-                             "memory_mb": m.memory_usage_gb * 1000, "workers": workers})
+                             "memory_mb": m.memory_usage_gb * 1024, "workers": workers})
 
     def start(self, level: int) -> None:
         async def loop() -> None:
