@@ -12,7 +12,7 @@ Library choice (compared on Python's own long docs pages, ``library/stdtypes.htm
 * trafilatura: drops navigation by itself, but joins doctest lines into one line and may
   drop whole sections it judges boilerplate (a fact deep in a page can vanish).
 
-Navigation noise is removed before conversion where the page marks it: ``<nav>``,
+Navigation noise is removed before conversion where the page marks it: ``<head>``, ``<nav>``,
 ``<header>``/``<footer>``/``<aside>``, ARIA roles navigation/banner/contentinfo/search,
 hidden elements, scripts and styles. This runs in the reader processes (CPU work).
 """
@@ -24,7 +24,7 @@ import re
 from bs4 import BeautifulSoup
 from markdownify import MarkdownConverter
 
-_NOISE = ("script, style, noscript, template, svg, nav, header, footer, aside, [role=navigation], "
+_NOISE = ("head, script, style, noscript, template, svg, nav, header, footer, aside, [role=navigation], "
           "[role=banner], [role=contentinfo], [role=search], [hidden], [aria-hidden=true]")
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _CONVERTER = MarkdownConverter(heading_style="ATX", bullets="*", strip=["img"])
