@@ -138,7 +138,7 @@ class Settings(_Strict):
     # extract_content: chunk calls in flight at once per worker (all its tasks share them), the
     # smallest chunk a page is cut into to fill them, retries of a failed chunk, biggest page read.
     max_parallel_chunk_calls: int = Field(16, ge=1, le=1024)
-    min_chunk_chars: int = Field(6000, ge=200)
+    min_chunk_chars: int = Field(12_000, ge=200)
     chunk_retries: int = Field(1, ge=0, le=5)
     extraction_max_page_bytes: int = Field(8_000_000, ge=1000)
     # LLM

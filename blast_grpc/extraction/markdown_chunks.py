@@ -156,7 +156,7 @@ def plan_chunks(text: str, chunk_chars: int, min_chars: int, max_parallel: int, 
     wanted = max(1, math.ceil(len(text) / size))
     chunks = split_markdown(text, size, overlap)
     for _ in range(12):
-        if len(chunks) <= wanted:
+        if len(chunks) <= wanted or wanted > max_parallel:  # more than fit in flight anyway: do not bother
             break
         size = math.ceil(size * 1.1)
         chunks = split_markdown(text, size, overlap)

@@ -70,6 +70,7 @@ class ExtractionResult:
     chars: int = 0  # characters of Markdown the page became
     unread: list[str] = field(default_factory=list)  # one line per chunk that could not be read
     max_in_flight: int = 0  # most chunk calls of this extraction in flight at once
+    reader_peak_rss: int = 0  # bytes: the peak memory of the reader process that converted the page
 
     def report(self) -> str:
         """The answer the agent reads: the merged answer, then what could not be read."""
@@ -280,10 +281,14 @@ class ExtractionPool:
         if not 0 <= overlap < size:
             raise ValueError(f"need 0 <= overlap_chars < chunk_chars, got {overlap} and {size}")
         self._live_executor()  # fail before allocating anything if closed
-        data = page.encode("utf-8", "replace")
-        if len(data) > s.extraction_max_page_bytes:
+        # A character is at least one UTF-8 byte: a page with too many characters is refused
+        # before it is copied at all (a 50 MB page costs the worker nothing more).
+        size_hint = len(page) if len(page) > s.extraction_max_page_bytes else 0
+        data = b"" if size_hint else page.encode("utf-8", "replace")
+        if size_hint or len(data) > s.extraction_max_page_bytes:
+            mb = (size_hint or len(data)) / 1e6
             raise ExtractionError(
-                f"the page is {len(data) / 1e6:.1f} MB of {'HTML' if is_html else 'text'}; extract_content reads "
+                f"the page is {mb:.1f} MB of {'HTML' if is_html else 'text'}; extract_content reads "
                 f"pages up to settings.extraction_max_page_bytes = {s.extraction_max_page_bytes / 1e6:.1f} MB")
         del page  # the block holds it now; the worker keeps no second copy alive
         plan = ChunkPlan(size, min(s.min_chunk_chars, size), s.max_parallel_chunk_calls, overlap)
@@ -296,7 +301,8 @@ class ExtractionPool:
             release_block(block)
         chunks = prepared.chunks
         if not chunks:
-            return ExtractionResult(EMPTY_PAGE, 0, [prepared.pid], {}, block.name, 0)
+            return ExtractionResult(EMPTY_PAGE, 0, [prepared.pid], {}, block.name, 0,
+                                    reader_peak_rss=prepared.max_rss_kb * 1024)
         meter = UsageMeter()
         stats = {"now": 0, "max": 0}
         replies = await self._read_all(chunks, query, meter, stats)
@@ -309,7 +315,7 @@ class ExtractionPool:
         answer = await self._in_process("merging the answers", reader.merge, answers)
         usage = {name: (u.prompt_tokens, u.completion_tokens, u.requests) for name, u in meter.total.items()}
         return ExtractionResult(answer, len(chunks), [prepared.pid], usage, block.name, prepared.chars, unread,
-                                stats["max"])
+                                stats["max"], prepared.max_rss_kb * 1024)
 
     async def close(self) -> None:
         """Stop the reader processes (a busy reader gets ``CLOSE_GRACE_S``). Idempotent."""
