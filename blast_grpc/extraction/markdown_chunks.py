@@ -1,15 +1,14 @@
 """Cut a Markdown page into chunks on structure boundaries, sized so they can all be read at once.
 
 ``chunk_size`` decides how big a chunk is. A page of ``L`` characters needs
-``n = ceil(L / chunk_chars)`` chunks of the configured size. When that is fewer than the
-calls that may run at once (``max_parallel``), the page is cut finer — into
+``ceil(L / chunk_chars)`` chunks of the configured size. When that is fewer than the
+calls that may run at once (``max_parallel``), the page is cut finer — into up to
 ``min(max_parallel, L // min_chars)`` chunks — because the chunk calls run in parallel and
-a model's time grows with its input: more, smaller chunks finish sooner. Never below
-``min_chars``, so a short page stays one call (no split overhead)::
+a model's time grows with its input: more, smaller chunks finish sooner. The finer cut
+never goes below ``min_chars``, so a short page stays one call (no split overhead)::
 
-    L <  2·min_chars            → 1 chunk
-    L <= max_parallel·chunk_chars → min(max_parallel, L // min_chars) chunks of L/n
-    larger                       → ceil(L / chunk_chars) chunks of chunk_chars
+    n = max(ceil(L / chunk_chars), min(max_parallel, L // min_chars))   chunks of L / n
+    (one chunk when L <= chunk_chars and L < 2·min_chars)
 
 ``split_markdown`` cuts on structure: the text is first made into *blocks* (paragraphs,
 lists, code fences, tables: runs of lines between blank lines) and chunks are packed
