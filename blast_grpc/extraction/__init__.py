@@ -28,17 +28,15 @@ to unlink what the dead worker left.
 
 Modules: ``pool`` (the worker side), ``reader`` (runs in the reader processes),
 ``convert`` (HTML → Markdown), ``markdown_chunks`` (chunk sizes and structure-aware
-splitting), ``blocks`` (shared-memory blocks), ``chunks`` (``split_chunks``, byte spans of
-raw text), ``merge`` (``merge_partials``), ``errors`` (``ExtractionError``).
+splitting), ``blocks`` (shared-memory blocks), ``merge`` (``merge_partials``), ``errors``
+(``ExtractionError``).
 """
 
 from .blocks import ChunkRef, cleanup_blocks
-from .chunks import split_chunks
 from .errors import ExtractionError
 from .merge import merge_partials
 from .pool import ExtractionPool, ExtractionResult
 
 __all__ = [
     "ChunkRef", "ExtractionError", "ExtractionPool", "ExtractionResult", "cleanup_blocks", "merge_partials",
-    "split_chunks",
 ]
