@@ -148,18 +148,29 @@ def _pieces(block: _Block, size: int) -> list[tuple[str, int]]:
 
 
 def plan_chunks(text: str, chunk_chars: int, min_chars: int, max_parallel: int, overlap: int) -> list[Chunk]:
-    """``split_markdown`` at ``chunk_size``, grown a little until there are no more chunks than
-    planned (whole blocks fill a chunk less than exactly, which would otherwise leave a few
-    chunks waiting for a free call)."""
+    """``split_markdown`` into the number of chunks ``chunk_size`` plans, as evenly as whole blocks allow.
+
+    The chunk calls run at once, so the extraction takes as long as its *largest* chunk. For
+    a fixed cap, greedy packing makes the fewest chunks; so the smallest cap that still gives
+    the planned count (found by bisection) gives the smallest largest chunk. Pages with more
+    chunks than fit in flight are cut at ``chunk_chars`` in one pass.
+    """
     size = chunk_size(len(text), chunk_chars, min_chars, max_parallel)
     wanted = max(1, math.ceil(len(text) / size))
-    chunks = split_markdown(text, size, overlap)
-    for _ in range(12):
-        if len(chunks) <= wanted or wanted > max_parallel:  # more than fit in flight anyway: do not bother
-            break
-        size = math.ceil(size * 1.1)
-        chunks = split_markdown(text, size, overlap)
-    return chunks
+    blocks = _blocks(text)  # once: only the packing depends on the cap
+    chunks = _pack(blocks, size, overlap)
+    if len(chunks) <= wanted or wanted > max_parallel:
+        return chunks
+    low, high = size, 2 * size  # low gives too many chunks
+    best = _pack(blocks, high, overlap)
+    while high - low > max(64, size // 100):
+        mid = (low + high) // 2
+        attempt = _pack(blocks, mid, overlap)
+        if len(attempt) <= wanted:
+            high, best = mid, attempt
+        else:
+            low = mid
+    return best
 
 
 def split_markdown(text: str, size: int, overlap: int) -> list[Chunk]:
@@ -169,8 +180,13 @@ def split_markdown(text: str, size: int, overlap: int) -> list[Chunk]:
     """
     if size < 1 or overlap < 0:
         raise ValueError(f"need size >= 1 and overlap >= 0, got {size} and {overlap}")
+    return _pack(_blocks(text), size, overlap)
+
+
+def _pack(blocks: list[_Block], size: int, overlap: int) -> list[Chunk]:
+    """Greedy packing of whole blocks (cut only when bigger than ``size``) into chunks."""
     units: list[tuple[str, int, bool, str]] = []  # (text, start, is_heading, section)
-    for b in _blocks(text):
+    for b in blocks:
         for piece, start in _pieces(b, size):
             units.append((piece, start, b.heading, b.section))
     chunks: list[Chunk] = []
