@@ -81,11 +81,10 @@ async def test_killed_extraction_readers_are_replaced_and_the_task_still_reads_t
     assert await worker_pid(c, record.worker_id) == workers[record.worker_id]
     assert set(json.loads(read[0].detail)["pids"]).isdisjoint(before[record.worker_id])  # a new reader
 
-    async def replaced() -> bool:  # (the other worker replaces its readers when it next needs them)
-        now_ = reader_pids(workers[record.worker_id])
-        return len(now_) == 2 and set(now_).isdisjoint(before[record.worker_id])
-
-    await wait_for(replaced, "two new reader processes in the task's worker")
+    # New readers in the task's worker, none of the killed ones. (The executor spawns readers on
+    # demand, up to extraction_processes; the other worker replaces its own when it next needs them.)
+    now_ = reader_pids(workers[record.worker_id])
+    assert 1 <= len(now_) <= 2 and set(now_).isdisjoint(before[record.worker_id]), (now_, before)
     await finished_untouched(c, bystander.task_id, "Europe")
 
 
