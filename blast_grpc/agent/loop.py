@@ -120,8 +120,8 @@ class Agent:
     async def _extract(self, page: Page, query: str) -> tuple[str, str]:
         """Read the page for ``query`` (the budget gate was passed before the step's deadline)."""
         if self.extractor is not None:  # the HTML: tables, headings and links survive (extraction/convert.py)
-            return await self.extractor(self.secrets.redact(await page_html(page, self.config.settings.action_timeout_s)),
-                                        query)
+            html = await page_html(page, self.config.settings.action_timeout_s)
+            return await self.extractor(self.secrets.redact(html), query)
         text = self.secrets.redact(await page_text(page, self.config.settings.action_timeout_s))
         msgs = [
             {"role": "system", "content": EXTRACT_PROMPT},
