@@ -7,8 +7,8 @@
     page HTML ──write once──▶ shared-memory block ──▶ prepare: HTML → Markdown → chunks
     block unlinked ◀───────── chunks (text, span, section) ◀──┘
     one asyncio task per chunk: LLM.chat(mini model)   (all in flight at once, up to
-        └─ each call holds the worker's semaphore       settings.max_parallel_chunk_calls
-                                                        shared by all the worker's tasks)
+        └─ each call holds one of the worker's slots    settings.max_parallel_chunk_calls
+                                                        shared fairly by its tasks: slots.py)
     answers ────────────────────────────────────────▶ merge: JSON-aware, overlap duplicates dropped
     answer (+ a note per chunk that could not be read) ◀──┘
 
@@ -49,6 +49,7 @@ from .blocks import ChunkRef, check_owner_tag, create_block, release_block
 from .errors import ExtractionError
 from .markdown_chunks import Chunk
 from .reader import ChunkPlan, Prepared
+from .slots import FairSlots
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +135,8 @@ class ExtractionPool:
         self._model = model_name(self._mini)
         self._own_llm = llm is None
         self._llm = llm if llm is not None else LLM(config)
-        # One limit for the whole worker: a huge page cannot take every call from the other tasks.
-        self._calls = asyncio.Semaphore(config.settings.max_parallel_chunk_calls)
-        self.in_flight = 0  # chunk calls of all extractions running now (diagnostics, tests)
+        # One limit for the whole worker, shared fairly: a huge page cannot starve the other tasks.
+        self._slots = FairSlots(config.settings.max_parallel_chunk_calls)
         self._executor: ProcessPoolExecutor | None = None
         self._retired: list[ProcessPoolExecutor] = []
         self.tasks = tasks if tasks is not None else TaskSet()  # owns the background starts
@@ -183,6 +183,11 @@ class ExtractionPool:
         if not self._closed and (self._respawning is None or self._respawning.done()):
             self._respawning = self.tasks.spawn(self._respawn(), name=name)
 
+    @property
+    def in_flight(self) -> int:
+        """Chunk calls of all extractions running now (diagnostics, tests)."""
+        return self._slots.in_use
+
     def reader_pids(self) -> list[int]:
         """The pids of the reader processes running now (diagnostics)."""
         executor = self._executor
@@ -228,24 +233,20 @@ class ExtractionPool:
                 fut.cancel()
         raise AssertionError("unreachable")
 
-    async def _read_chunk(self, chunk: Chunk, query: str, meter: UsageMeter, stats: dict[str, int]) -> str:
+    async def _read_chunk(self, chunk: Chunk, query: str, meter: UsageMeter, stats: dict[str, int],
+                          owner: object) -> str:
         """One chunk's answer, tried ``chunk_retries`` more times; ``_ChunkFailed`` says why not."""
         messages = [{"role": "system", "content": self._prompt},
                     {"role": "user", "content": f"QUERY: {query}\nCONTENT:\n{chunk.text}"}]
         problem = ""
         for _ in range(self._config.settings.chunk_retries + 1):
-            async with self._calls:
-                self.in_flight += 1
-                stats["now"] += 1
-                stats["max"] = max(stats["max"], stats["now"])
+            async with self._slots.slot(owner):
+                stats["max"] = max(stats["max"], self._slots.busy(owner))
                 try:
                     reply = await self._llm.chat(self._mini, messages, meter)
                 except LLMUnavailable as exc:
                     problem = str(exc)
                     continue
-                finally:
-                    self.in_flight -= 1
-                    stats["now"] -= 1
             answer = (reply.content or "").strip()
             if answer:
                 return answer
@@ -254,9 +255,11 @@ class ExtractionPool:
 
     async def _read_all(self, chunks: list[Chunk], query: str, meter: UsageMeter,
                         stats: dict[str, int]) -> list[str | _ChunkFailed]:
+        owner = object()  # this extraction, for the fair share of the worker's call slots
+
         async def one(chunk: Chunk) -> str | _ChunkFailed:
             try:
-                return await self._read_chunk(chunk, query, meter, stats)
+                return await self._read_chunk(chunk, query, meter, stats, owner)
             except _ChunkFailed as failed:
                 return failed
 
@@ -304,7 +307,7 @@ class ExtractionPool:
             return ExtractionResult(EMPTY_PAGE, 0, [prepared.pid], {}, block.name, 0,
                                     reader_peak_rss=prepared.max_rss_kb * 1024)
         meter = UsageMeter()
-        stats = {"now": 0, "max": 0}
+        stats = {"max": 0}
         replies = await self._read_all(chunks, query, meter, stats)
         answers = [r for r in replies if isinstance(r, str)]
         unread = [f"[extract_content: {_where(c, i, len(chunks), prepared.chars)} could not be read: {r.problem}]"
