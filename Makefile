@@ -9,7 +9,7 @@ BUF    := .cache/buf/node_modules/.bin/buf
 CONFIG ?= config.yaml
 MINIWOB := .cache/miniwob/html/miniwob/click-button.html
 
-.PHONY: serve test test-unit demo proto lint lint-proto chromium miniwob bench clean
+.PHONY: serve test test-unit demo proto lint lint-proto chromium pydocs miniwob bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ proto: $(STAMP)
 
 chromium: $(STAMP)
 	@$(BIN)/python -m blast_grpc.chromium --install
+
+## make pydocs: Python's HTML docs (Debian python3-doc), the long real pages of the extraction tests
+pydocs: $(STAMP)
+	@$(BIN)/python -m blast_grpc.pydocs --install
 
 ## make miniwob: MiniWoB++ 1.1.0's html/ folder (pinned wheel, no dependencies) in .cache/miniwob
 $(MINIWOB): | $(STAMP)
@@ -54,7 +58,7 @@ lint: $(GEN)
 	$(BIN)/mypy blast_grpc gateway
 
 ## make test: lint, type-check, buf lint, then the whole suite against real processes
-test: $(GEN) chromium $(MINIWOB) lint lint-proto
+test: $(GEN) chromium pydocs $(MINIWOB) lint lint-proto
 	$(BIN)/pytest
 
 ## make test-unit: the fast tier only (tests/unit: fakes, no Chromium, no engine), in seconds
@@ -63,7 +67,7 @@ test-unit: $(GEN)
 
 ## make bench: the benchmark suite (real Chromium, simulated model); writes bench/results/
 ## (BENCH_ARGS="--quick", "--only fanout", "--seed 2", ...)
-bench: $(GEN) chromium $(MINIWOB)
+bench: $(GEN) chromium pydocs $(MINIWOB)
 	$(BIN)/python -m blast_grpc.bench $(BENCH_ARGS)
 
 clean:

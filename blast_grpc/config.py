@@ -135,6 +135,12 @@ class Settings(_Strict):
     chunk_chars: int = Field(20_000, ge=500)
     chunk_overlap_chars: int = Field(500, ge=0)
     extraction_processes: int = Field(2, ge=1, le=64)
+    # extract_content: chunk calls in flight at once per worker (all its tasks share them), the
+    # smallest chunk a page is cut into to fill them, retries of a failed chunk, biggest page read.
+    max_parallel_chunk_calls: int = Field(16, ge=1, le=1024)
+    min_chunk_chars: int = Field(12_000, ge=200)
+    chunk_retries: int = Field(1, ge=0, le=5)
+    extraction_max_page_bytes: int = Field(8_000_000, ge=1000)
     # LLM
     llm_endpoints: dict[str, Endpoint] = Field(default_factory=dict)
     llm_timeout_s: float = Field(60.0, gt=0)
@@ -150,7 +156,7 @@ class Settings(_Strict):
     drain_timeout_s: float = Field(30.0, ge=0)
 
 
-    @field_validator("context_memory_estimate", "log_file_max_bytes", mode="before")
+    @field_validator("context_memory_estimate", "log_file_max_bytes", "extraction_max_page_bytes", mode="before")
     @classmethod
     def _estimate(cls, v: Any) -> int:
         return parse_size(v)

@@ -40,7 +40,7 @@ from playwright.async_api import Page
 from ..config import Config
 from ..llm import LLM, UsageMeter
 from ..prompts import EXTRACT_PROMPT, extract_message, task_message
-from .observe import Observation, observe, page_text
+from .observe import Observation, observe, page_html, page_text
 from .planner import make_plan
 from .replay import Recorder, Replayer
 from .secrets import Secrets
@@ -92,7 +92,7 @@ class Agent:
     on_step: Callable[[StepReport], Awaitable[None]]
     on_plan: Callable[[str], Awaitable[None]] | None = None
     broker: Broker | None = None
-    # Reads a page's whole text for extract_content: (text, query) -> (answer, detail for the step event).
+    # Reads a page for extract_content: (page HTML, query) -> (answer, detail for the step event).
     extractor: Callable[[str, str], Awaitable[tuple[str, str]]] | None = None
     copy: int = 0
     copies: int = 0
@@ -115,9 +115,10 @@ class Agent:
 
     async def _extract(self, page: Page, query: str) -> tuple[str, str]:
         """Read the page for ``query`` (the budget gate was passed before the step's deadline)."""
+        if self.extractor is not None:  # the HTML: tables, headings and links survive (extraction/convert.py)
+            html = await page_html(page, self.config.settings.action_timeout_s)
+            return await self.extractor(self.secrets.redact(html), query)
         text = self.secrets.redact(await page_text(page, self.config.settings.action_timeout_s))
-        if self.extractor is not None:
-            return await self.extractor(text, query)
         msgs = [
             {"role": "system", "content": EXTRACT_PROMPT},
             {"role": "user", "content": extract_message(query, text)},

@@ -334,6 +334,15 @@ async def screenshot(page: Page, timeout_s: float, overlay: bool = True) -> byte
         return None
 
 
+async def page_html(page: Page, timeout_s: float = 10.0) -> str:
+    """The page's HTML as it is now (the DOM serialised), for extract_content ('' if it does not answer in time)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await page.content()
+    except Exception:
+        return ""
+
+
 async def page_text(page: Page, timeout_s: float = 10.0) -> str:
     """The page's whole visible text, for extract_content ('' if the page does not answer in time)."""
     try:

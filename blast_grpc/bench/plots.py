@@ -58,11 +58,11 @@ def extraction(res: WorkloadResult, path: Path) -> bool:
     if not speed:
         return False
     plt, fig, ax = _figure()
-    for i, (procs, pts) in enumerate(sorted(speed.items(), key=lambda kv: int(kv[0]))):
+    for i, (label, pts) in enumerate(sorted(speed.items())):
         color = f"C{i}"
         xs = [p["chars"] for p in pts]
-        ax.plot(xs, [p["speedup"] for p in pts], "o-", color=color, label=f"measured, P={procs}")
-        ax.plot(xs, [p["ideal"] for p in pts], "--", color=color, alpha=0.7, label=f"ideal, P={procs}")
+        ax.plot(xs, [p["speedup"] for p in pts], "o-", color=color, label=f"measured, {label}")
+        ax.plot(xs, [p["ideal"] for p in pts], "--", color=color, alpha=0.7, label=f"ideal, {label}")
     ax.axhline(1.0, color="grey", lw=0.8, ls=":")
     ax.set_xscale("log")
     ax.set_xlabel("page text (characters)")

@@ -34,6 +34,9 @@ Scenario files (``*.yaml`` in each ``--scenarios`` directory)::
         find: "code is (?P<code>[A-Z]+-\\d+)"   # regex over CONTENT
         answer: '{{"found": true, "code": "{code}"}}'
         otherwise: '{{"found": false}}'
+      - query: 'line mentioning "(?P<needle>[^"]+)"'  # its groups can be used in find/answer
+        find: '(?m)^(?P<line>.*{needle}.*)$'       # ({needle} is inserted escaped)
+        answer: '{{"found": true, "line": "{line|json}"}}'
 
 ``when`` keys (all must hold): ``url``, ``title``, ``text``, ``element`` (any
 element line), ``tool_result`` (latest tool message), ``last_action`` (the last

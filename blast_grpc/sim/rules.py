@@ -250,6 +250,9 @@ def answer_extraction(scenarios: ScenarioSet, req: ChatRequest) -> Decision:
     if ex is None:
         return Decision(None, content='{"found": false, "note": "no extractor for query"}')
     variables: dict[str, Any] = {"query": req.query}
+    asked = ex.query.search(req.query)  # its named groups (what is asked for) can be used in ``find``
+    if asked:
+        variables.update({k: v for k, v in asked.groupdict().items() if v is not None})
     template = ex.otherwise
     if ex.find is None:
         template = ex.answer

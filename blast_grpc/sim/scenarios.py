@@ -173,11 +173,12 @@ def _extractor(value: Any, where: str) -> Extractor:
         raise ScenarioError(f"{where}: needs 'query' (regex over QUERY) and 'answer'")
     query = regex(raw["query"], f"{where}.query")
     find = raw.get("find")
+    asked = set(query.groupindex) | {"query"}  # the QUERY regex's named groups (what is asked for)
     groups: set[str] = set()
     if find is not None:
         groups = set(regex(find, f"{where}.find", re.MULTILINE).groupindex)
-        check_vars(find, {"query"}, f"{where}.find")
-    for key, known in (("answer", groups | {"query"}), ("otherwise", {"query"})):
+        check_vars(find, asked, f"{where}.find")
+    for key, known in (("answer", groups | asked), ("otherwise", asked)):
         if key in raw:
             if not isinstance(raw[key], str):
                 raise ScenarioError(f"{where}.{key}: must be a string")

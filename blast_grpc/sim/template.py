@@ -10,11 +10,13 @@ with ``", "``, except by ``render_value`` when the template is exactly one
 variable (then the list itself comes back, for list-valued tool arguments).
 
 Filters (see ``FILTERS``): ``{href|abs}`` resolves a relative URL against the
-current page URL (variable ``url``; ``start_url`` when no page is open).
+current page URL (variable ``url``; ``start_url`` when no page is open); ``{line|json}``
+escapes a value for the inside of a JSON string.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from typing import Callable, Mapping
@@ -29,8 +31,13 @@ def _absolute(value: str, variables: Mapping[str, object]) -> str:
     return urljoin(str(base), value) if base else value
 
 
+def _json(value: str, variables: Mapping[str, object]) -> str:
+    return json.dumps(value)[1:-1]
+
+
 FILTERS: dict[str, Callable[[str, Mapping[str, object]], str]] = {
     "abs": _absolute,
+    "json": _json,  # the value escaped for the inside of a JSON string ("..."), for extractor answers
 }
 
 

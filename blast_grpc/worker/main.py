@@ -105,7 +105,7 @@ async def _serve(worker_id: str, address: str, config: Config, broker_address: s
         broker = wgrpc.TaskBrokerServiceStub(broker_channel) if broker_channel is not None else None
         extraction = None
         if config.constraints.allow_parallelism.data:
-            extraction = ExtractionPool(config, worker_id, config.settings.extraction_processes, tasks)
+            extraction = ExtractionPool(config, worker_id, config.settings.extraction_processes, tasks, llm)
             extraction.start_soon()
         policy = UrlPolicy.from_config(config)
         egress = Egress(policy)

@@ -132,16 +132,16 @@ class WorkerService(wgrpc.WorkerServiceServicer):
         pool = self.extraction
         if pool is None:
             return None
-        s = self.config.settings
 
-        async def extract(text: str, query: str) -> tuple[str, str]:
+        async def extract(html: str, query: str) -> tuple[str, str]:
             try:
-                r = await pool.extract(text, query, chunk_chars=s.chunk_chars, overlap_chars=s.chunk_overlap_chars)
+                r = await pool.extract(html, query)
             except ExtractionError as exc:
                 raise ToolFailed(str(exc)) from exc
             for model, (prompt, completion, requests) in r.usage.items():
                 meter.add(model, prompt, completion, requests)
-            return r.answer, json.dumps({"chunks": r.chunks, "pids": r.pids, "block": r.block})
+            return r.report(), json.dumps({"chunks": r.chunks, "chars": r.chars, "unread": len(r.unread),
+                                           "in_flight": r.max_in_flight, "pids": r.pids, "block": r.block})
 
         return extract
 

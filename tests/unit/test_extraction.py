@@ -1,14 +1,15 @@
 """Data-parallel extraction against real parts: spawned reader processes, /dev/shm blocks, a SimServer.
 
 Stall faults (the simulated model holds the request until the client leaves)
-put an extraction reliably "in flight" without depending on timing: tests wait
-until the model holds the readers' requests, then cancel or kill.
+put chunk calls reliably "in flight" without depending on timing: tests wait
+until the model holds the requests, then count, cancel or kill. A held request
+the client gave up on is released at once, so ``stalled_now`` falling to 0 shows
+that no call was left behind.
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import os
 import re
@@ -27,12 +28,9 @@ import pytest_asyncio
 
 from blast_grpc.config import Config, config_from_dict
 from blast_grpc.demo_site import ARTICLE_CODE
-from blast_grpc.extraction import (
-    ExtractionError,
-    ExtractionPool,
-    cleanup_blocks,
-    split_chunks,
-)
+from blast_grpc.extraction import ExtractionError, ExtractionPool, cleanup_blocks
+from blast_grpc.extraction.convert import html_to_markdown
+from blast_grpc.extraction.markdown_chunks import plan_chunks
 from blast_grpc.sim import SimServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,12 +44,8 @@ LATENCY = {
 WAIT_S = 60.0  # a deadline so a broken test fails instead of hanging; never asserted on
 
 
-def _article_text() -> str:
-    raw = (ROOT / "blast_grpc" / "demo_site" / "pages" / "article.html").read_text(encoding="utf-8")
-    return re.sub(r"[ \t]+", " ", html.unescape(re.sub(r"<[^>]+>", " ", raw))).strip()
-
-
-ARTICLE = _article_text()
+ARTICLE = (ROOT / "blast_grpc" / "demo_site" / "pages" / "article.html").read_text(encoding="utf-8")  # HTML
+MIN_CHUNK = 6000
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +67,7 @@ def tag() -> str:
 async def shared(sim: SimServer) -> AsyncIterator[tuple[ExtractionPool, str]]:
     """One started pool (2 readers, the slow mini model) for the tests that leave it usable."""
     tag = new_tag()
-    async with ExtractionPool(make_config(sim, "slow-mini", llm_timeout_s=2), tag, processes=2) as pool:
+    async with ExtractionPool(make_config(sim, "slow-mini", llm_timeout_s=5), tag, processes=2) as pool:
         yield pool, tag
     assert blocks(tag) == []
 
@@ -89,10 +83,13 @@ def fresh(sim: SimServer) -> SimServer:
 
 
 def make_config(sim: SimServer, mini: str, **settings: Any) -> Config:
-    return config_from_dict({
-        "settings": {"llm_endpoints": {"default": {"base_url": sim.base_url}}, "llm_max_retries": 0, **settings},
-        "constraints": {"llm_model_mini": mini},
-    })
+    base = {"llm_endpoints": {"default": {"base_url": sim.base_url}}, "llm_max_retries": 0,
+            "min_chunk_chars": MIN_CHUNK}
+    return config_from_dict({"settings": {**base, **settings}, "constraints": {"llm_model_mini": mini}})
+
+
+def article_chunks(max_parallel: int = 16) -> int:
+    return len(plan_chunks(html_to_markdown(ARTICLE), CHUNK, MIN_CHUNK, max_parallel, OVERLAP))
 
 
 def blocks(tag: str) -> list[str]:
@@ -108,10 +105,9 @@ async def until(condition: Callable[[], bool], what: str) -> None:
 
 
 def test_article_premise_code_only_in_the_last_chunk() -> None:
-    spans = split_chunks(ARTICLE.encode(), CHUNK, OVERLAP)
-    texts = [ARTICLE.encode()[o: o + n].decode() for o, n in spans]
-    assert len(texts) > 2
-    assert [ARTICLE_CODE in t for t in texts] == [False] * (len(texts) - 1) + [True]
+    chunks = plan_chunks(html_to_markdown(ARTICLE), CHUNK, MIN_CHUNK, 16, OVERLAP)
+    assert len(chunks) > 2
+    assert [ARTICLE_CODE in c.text for c in chunks] == [False] * (len(chunks) - 1) + [True]
 
 
 @pytest.mark.asyncio
@@ -120,12 +116,12 @@ async def test_article_answer_comes_from_the_last_chunk_read_in_parallel(
     pool, tag = shared
     readers = pool.reader_pids()
     assert len(readers) == 2 and os.getpid() not in readers
-    result = await pool.extract(ARTICLE, QUERY, chunk_chars=CHUNK, overlap_chars=OVERLAP)
+    result = await pool.extract(ARTICLE, QUERY)
     assert json.loads(result.answer) == {"found": True, "code": ARTICLE_CODE}
-    assert result.chunks == len(split_chunks(ARTICLE.encode(), CHUNK, OVERLAP)) > 1
-    assert len(result.pids) >= 2 and set(result.pids) <= set(readers)
+    assert result.chunks == article_chunks() > 2 and result.unread == []
+    assert set(result.pids) <= set(readers)
     prompt, completion, requests = result.usage["slow-mini"]
-    assert list(result.usage) == ["slow-mini"] and requests == result.chunks and prompt > len(ARTICLE) // 10
+    assert list(result.usage) == ["slow-mini"] and requests == result.chunks and prompt > result.chars // 10
     assert completion > 0
     assert fresh.stats()["by_model"] == {"slow-mini": result.chunks}
     assert re.fullmatch(rf"blast_{tag}_{os.getpid()}_\d+", result.block)
@@ -133,14 +129,95 @@ async def test_article_answer_comes_from_the_last_chunk_read_in_parallel(
 
 
 @pytest.mark.asyncio
-async def test_not_found_and_empty_text(fresh: SimServer, shared: tuple[ExtractionPool, str]) -> None:
+async def test_every_chunk_call_is_in_flight_at_once_with_one_process_and_cancel_ends_them_all(
+        fresh: SimServer, tag: str) -> None:
+    n = article_chunks()
+    fresh.add_faults(*["stall"] * n, model="slow-mini")
+    async with ExtractionPool(make_config(fresh, "slow-mini", llm_timeout_s=60), tag, processes=1) as pool:
+        task = asyncio.create_task(pool.extract(ARTICLE, QUERY))
+        # One reader process, yet every chunk's call is held by the model at the same time.
+        await until(lambda: fresh.stats()["stalled_now"] == n, f"all {n} chunk calls to be in flight")
+        assert pool.in_flight == n
+        assert blocks(tag) == []  # the block is gone as soon as the chunks are back
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert pool.in_flight == 0
+        # The model sees every held request's client leave: no call outlives the extraction.
+        await until(lambda: fresh.stats()["stalled_now"] == 0, "the cancelled calls to be dropped")
+        fresh.reset()
+        result = await pool.extract(ARTICLE, QUERY)  # the pool carries on
+        assert ARTICLE_CODE in result.answer and result.max_in_flight == n
+    assert blocks(tag) == []
+
+
+@pytest.mark.asyncio
+async def test_max_parallel_chunk_calls_is_one_limit_for_the_whole_pool(fresh: SimServer, tag: str) -> None:
+    config = make_config(fresh, "slow-mini", llm_timeout_s=60, max_parallel_chunk_calls=3)
+    n = article_chunks(3)
+    assert n > 3
+    fresh.add_faults(*["stall"] * (2 * n), model="slow-mini")
+    async with ExtractionPool(config, tag, processes=2) as pool:
+        tasks = [asyncio.create_task(pool.extract(ARTICLE, QUERY)) for _ in range(2)]
+        await until(lambda: fresh.stats()["stalled_now"] == 3, "three calls to be held")
+        await until(lambda: pool.in_flight == 3, "the pool to count them")
+        # Two extractions of n > 3 chunks each, and still only three calls at the model.
+        assert fresh.stats()["by_model"]["slow-mini"] == 3
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await until(lambda: fresh.stats()["stalled_now"] == 0, "the cancelled calls to be dropped")
+        assert pool.in_flight == 0
+    assert blocks(tag) == []
+
+
+@pytest.mark.asyncio
+async def test_a_failed_chunk_is_retried_then_named_in_the_answer(fresh: SimServer, tag: str) -> None:
+    async with ExtractionPool(make_config(fresh, "slow-mini", chunk_retries=1), tag, processes=1) as pool:
+        fresh.add_faults("http_500", model="slow-mini")
+        retried = await pool.extract(ARTICLE, QUERY)
+        assert retried.unread == [] and json.loads(retried.answer) == {"found": True, "code": ARTICLE_CODE}
+        assert fresh.stats()["by_model"]["slow-mini"] == retried.chunks + 1
+    async with ExtractionPool(make_config(fresh, "slow-mini", chunk_retries=0), tag, processes=1) as pool:
+        fresh.reset()
+        fresh.add_faults("non_json", model="slow-mini")  # a 200 whose body is garbage
+        result = await pool.extract(ARTICLE, QUERY)
+    assert len(result.unread) == 1
+    assert re.fullmatch(r"\[extract_content: chunk \d+/\d+ \(characters [\d,]+-[\d,]+ of [\d,]+(, section '.*')?\) "
+                        r"could not be read: .*non-JSON body.*\]", result.unread[0])
+    assert result.report().endswith(result.unread[0])
+    assert blocks(tag) == []
+
+
+@pytest.mark.asyncio
+async def test_chunk_timeouts_everywhere_fail_clearly(fresh: SimServer, tag: str) -> None:
+    config = make_config(fresh, "slow-mini", llm_timeout_s=1, chunk_retries=0)
+    text = "A paragraph with no code.\n\n" * 3000  # Markdown/text: several chunks, no conversion
+    async with ExtractionPool(config, tag, processes=1) as pool:
+        n = len(plan_chunks(text.strip(), CHUNK, MIN_CHUNK, 16, OVERLAP))
+        fresh.add_faults(*["stall"] * n, model="slow-mini")
+        with pytest.raises(ExtractionError, match=rf"none of the {n} chunks of the page could be read; chunk 1/{n} "
+                                                  r".*did not answer within settings.llm_timeout_s = 1s"):
+            await pool.extract(text, QUERY, is_html=False)
+        assert pool.in_flight == 0
+    await until(lambda: fresh.stats()["stalled_now"] == 0, "the timed-out calls to be dropped")
+    assert blocks(tag) == []
+
+
+@pytest.mark.asyncio
+async def test_empty_huge_and_binary_pages(fresh: SimServer, shared: tuple[ExtractionPool, str]) -> None:
     pool, tag = shared
-    head = ARTICLE[: 3 * CHUNK]
-    result = await pool.extract(head, QUERY, chunk_chars=CHUNK, overlap_chars=OVERLAP)
-    assert result.chunks == 4 and json.loads(result.answer) == {"found": False}
-    empty = await pool.extract("", QUERY, chunk_chars=CHUNK, overlap_chars=OVERLAP)
-    assert empty.chunks == 1 and json.loads(empty.answer) == {"found": False}
-    assert fresh.stats()["by_model"] == {"slow-mini": 5}
+    for empty in ("", "<html><head><title>t</title></head><body>  </body></html>"):
+        result = await pool.extract(empty, QUERY)
+        assert result.chunks == 0 and result.answer == "The page has no text to read." and result.usage == {}
+    assert fresh.stats()["by_model"] == {}
+    huge = "<p>" + "x" * 9_000_000 + "</p>"
+    with pytest.raises(ExtractionError, match=r"the page is 9\.0 MB of HTML; extract_content reads pages up to "
+                                              r"settings.extraction_max_page_bytes = 8\.0 MB"):
+        await pool.extract(huge, QUERY)
+    binary = bytes(range(256)).decode("latin-1") * 400  # what a binary file shown as text looks like
+    result = await pool.extract(f"<html><body><pre>{binary}</pre></body></html>", QUERY)
+    assert result.chunks >= 1 and json.loads(result.answer) == {"found": False}
     assert blocks(tag) == []
 
 
@@ -155,70 +232,35 @@ async def test_bad_sizes_and_closed_pool(sim: SimServer, tag: str) -> None:
     await pool.close()  # idempotent
     assert pool.reader_pids() == []
     with pytest.raises(ExtractionError, match="closed"):
-        await pool.extract(ARTICLE, QUERY, chunk_chars=CHUNK, overlap_chars=OVERLAP)
+        await pool.extract(ARTICLE, QUERY)
     assert blocks(tag) == []
-
-
-@pytest.mark.asyncio
-async def test_cancel_mid_extraction_unlinks_the_block_and_the_pool_carries_on(
-        fresh: SimServer, shared: tuple[ExtractionPool, str]) -> None:
-    pool, tag = shared
-    fresh.add_faults("stall", "stall", model="slow-mini")  # both readers' first requests hang
-    task = asyncio.create_task(pool.extract(ARTICLE, QUERY, chunk_chars=CHUNK, overlap_chars=OVERLAP))
-    await until(lambda: fresh.stats()["stalled_now"] == 2, "both readers to be held by the model")
-    assert len(blocks(tag)) == 1  # the block exists while the extraction runs
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    # Cancellation did not wait for the readers: the model still holds their requests.
-    assert fresh.stats()["stalled_now"] == 2
-    assert blocks(tag) == []
-    # Once the held requests time out (llm_timeout_s=2), the same pool answers the next extraction.
-    result = await pool.extract(ARTICLE, QUERY, chunk_chars=CHUNK, overlap_chars=OVERLAP)
-    assert ARTICLE_CODE in result.answer
-    # Chunks queued behind the held ones were cancelled or found the block gone: only the held
-    # requests and the second extraction reached the model.
-    assert fresh.stats()["by_model"]["slow-mini"] == 2 + result.chunks
-    assert blocks(tag) == []
-
-
-@pytest.mark.asyncio
-async def test_model_http_500_fails_with_the_model_named(fresh: SimServer, shared: tuple[ExtractionPool, str]) -> None:
-    pool, tag = shared
-    fresh.add_faults("http_500", model="slow-mini")
-    with pytest.raises(ExtractionError) as err:
-        await pool.extract(ARTICLE, QUERY, chunk_chars=CHUNK, overlap_chars=OVERLAP)
-    assert "'slow-mini'" in str(err.value) and "HTTP 500" in str(err.value)
-    assert blocks(tag) == []
-    assert fresh.stats()["faults_injected"] == {"http_500": 1}
-    result = await pool.extract(ARTICLE, QUERY, chunk_chars=CHUNK, overlap_chars=OVERLAP)
-    assert ARTICLE_CODE in result.answer
 
 
 @pytest.mark.asyncio
 async def test_model_unreachable_fails_clearly(tag: str) -> None:
     with SimServer(port=0) as gone:
-        config = make_config(gone, "any-mini")
+        config = make_config(gone, "any-mini", chunk_retries=0)
     async with ExtractionPool(config, tag, processes=1) as pool:
-        with pytest.raises(ExtractionError, match="'any-mini' at http://127.0.0.1:.* is unreachable"):
-            await pool.extract("some text", QUERY, chunk_chars=CHUNK, overlap_chars=OVERLAP)
+        with pytest.raises(ExtractionError, match="'any-mini' cannot be reached at http://127.0.0.1:"):
+            await pool.extract("some text", QUERY, is_html=False)
     assert blocks(tag) == []
 
 
 @pytest.mark.asyncio
-async def test_reader_killed_mid_extraction(fresh: SimServer, shared: tuple[ExtractionPool, str]) -> None:
+async def test_killed_readers_are_replaced(fresh: SimServer, shared: tuple[ExtractionPool, str]) -> None:
     pool, tag = shared
-    fresh.add_faults("stall", "stall", model="slow-mini")
     first = pool.reader_pids()
-    task = asyncio.create_task(pool.extract(ARTICLE, QUERY, chunk_chars=CHUNK, overlap_chars=OVERLAP))
-    await until(lambda: fresh.stats()["stalled_now"] == 2, "both readers to be held by the model")
-    os.kill(first[0], signal.SIGKILL)
-    with pytest.raises(ExtractionError, match="an extraction process died"):
-        await task
-    assert blocks(tag) == []
-    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in first)
-    result = await pool.extract(ARTICLE, QUERY, chunk_chars=CHUNK, overlap_chars=OVERLAP)
-    assert ARTICLE_CODE in result.answer
+    for pid in first:
+        os.kill(pid, signal.SIGKILL)
+    await asyncio.to_thread(psutil.wait_procs, [psutil.Process(p) for p in first if psutil.pid_exists(p)], WAIT_S)
+    result = None
+    for _ in range(2):  # the first may find the pool broken mid-hand-off; it says so, the next one works
+        try:
+            result = await pool.extract(ARTICLE, QUERY)
+            break
+        except ExtractionError as exc:
+            assert "an extraction process died" in str(exc)
+    assert result is not None and ARTICLE_CODE in result.answer
     assert result.pids and set(result.pids).isdisjoint(first)
     assert blocks(tag) == []
 
@@ -267,15 +309,15 @@ WORKER = textwrap.dedent("""
 
     async def main(base_url, tag, mode, article):
         config = config_from_dict({"settings": {"llm_endpoints": {"default": {"base_url": base_url}},
-                                                "llm_max_retries": 0},
+                                                "llm_max_retries": 0, "chunk_retries": 0,
+                                                "max_parallel_chunk_calls": 2},
                                    "constraints": {"llm_model_mini": mode + "-mini"}})
         pool = ExtractionPool(config, tag, 2)
         await pool.start()
         print(json.dumps({"pids": pool.reader_pids()}), flush=True)
         for _ in range(2):
             try:
-                result = await pool.extract(article, "What is the secret river code?", chunk_chars=20000,
-                                            overlap_chars=500)
+                result = await pool.extract(article, "What is the secret river code?")
                 print(json.dumps({"answer": result.answer}), flush=True)
             except ExtractionError as exc:
                 print(json.dumps({"error": str(exc)}), flush=True)
@@ -295,7 +337,7 @@ def _run_worker(sim: SimServer, tag: str, mode: str, tmp: Path) -> subprocess.Po
 
 
 def test_worker_exits_cleanly_without_resource_tracker_noise(fresh: SimServer, tag: str, tmp_path: Path) -> None:
-    fresh.add_faults("http_500", model="clean-mini")  # the first extraction fails, the second succeeds
+    fresh.add_faults(*["http_500"] * article_chunks(2), model="clean-mini")  # every call of the first extraction
     proc = _run_worker(fresh, tag, "clean", tmp_path)
     out, err = proc.communicate(timeout=WAIT_S)
     assert proc.returncode == 0, err
@@ -311,14 +353,13 @@ def test_worker_exits_cleanly_without_resource_tracker_noise(fresh: SimServer, t
 @pytest.mark.asyncio
 async def test_killed_worker_leaves_no_readers_and_cleanup_blocks_finishes_the_job(
         fresh: SimServer, tag: str, tmp_path: Path) -> None:
-    fresh.add_faults("stall", "stall", model="orphan-mini")
+    fresh.add_faults(*["stall"] * article_chunks(2), model="orphan-mini")
     proc = _run_worker(fresh, tag, "orphan", tmp_path)
     try:
         assert proc.stdout is not None
         readers = json.loads(await asyncio.to_thread(proc.stdout.readline))["pids"]
-        await until(lambda: fresh.stats()["stalled_now"] == 2, "the worker's readers to be held by the model")
-        assert len(blocks(tag)) == 1
-        proc.kill()  # the worker dies mid-extraction, its block still in /dev/shm
+        await until(lambda: fresh.stats()["stalled_now"] == 2, "the worker's chunk calls to be held by the model")
+        proc.kill()  # the worker dies mid-extraction
         await asyncio.to_thread(proc.wait)
         gone, alive = await asyncio.to_thread(psutil.wait_procs, [psutil.Process(p) for p in readers], WAIT_S)
         assert alive == [] and len(gone) == 2, "readers outlived their worker"
