@@ -244,7 +244,8 @@ class WorkerService(wgrpc.WorkerServiceServicer):
             if reused:
                 log.info("task %s continues in the context of %s", req.task_id, req.spec.previous_task_id)
             history = [(h.description, h.result) for h in req.history]
-            out: Outcome = await agent.run(session, req.spec.description, req.spec.initial_url, history)
+            out: Outcome = await agent.run(session, req.spec.description, req.spec.initial_url, history,
+                                           parent_plan=req.parent_plan)
             queue.put_nowait(wpb.RunTaskResponse(recording=agent.recorder.to_json()))
             queue.put_nowait(wpb.RunTaskResponse(completed=pb.TaskCompleted(result=out.text, success=out.success)))
         except (AgentFailed, LLMUnavailable) as exc:
