@@ -109,6 +109,10 @@ class Settings(_Strict):
     observation_max_chars: int = Field(6000, ge=200)
     observation_max_elements: int = Field(500, ge=10, le=5000)
     max_tabs: int = Field(8, ge=1, le=32)
+    # What a page may not load while the model reads text only (worker/resources.py): saves
+    # Chromium's CPU and memory; ignored with constraints.allow_vision. [] loads everything.
+    blocked_resource_types: list[Literal["image", "media", "font"]] = Field(
+        default_factory=lambda: ["image", "media", "font"])
     # Directory whose files upload_file may put into file inputs; None: the tool is not offered.
     upload_dir: str | None = None
     max_task_chars: int = Field(100_000, ge=1)

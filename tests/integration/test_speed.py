@@ -7,12 +7,21 @@ model's request log (what it was sent); nothing here depends on timing.
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
+from playwright.async_api import Browser
 
 from blast_grpc import Client
+from blast_grpc.config import load_config
 from blast_grpc.demo_site.facts import GORILLAS
 from blast_grpc.demo_site.server import DemoSite
+from blast_grpc.worker.contexts import IdleContexts
+from blast_grpc.worker.egress import Egress
+from blast_grpc.worker.navigation import UrlPolicy, install
+from blast_grpc.worker.resources import blocked_resource_types
 
 from ..conftest import Sim
 
@@ -45,3 +54,72 @@ async def test_subtasks_make_no_planner_call_and_read_the_parents_plan(client: C
     planned = [str(m.get("content", "")) for b in bodies if not b.get("tools") for m in b["messages"]
                if str(m.get("content", "")).startswith("PLAN FOR TASK:")]
     assert planned and not [p for p in planned for d in descriptions if p.startswith(f"PLAN FOR TASK: {d}")]
+
+
+PICTURE_PAGE = """<!doctype html><title>Pictures</title>
+<style>@font-face { font-family: F; src: url(/font.woff2); } p { font-family: F, sans-serif; }</style>
+<p>A picture of a gorilla:</p><img id="pic" src="/pic.png" alt="a gorilla">
+<video src="/clip.mp4" autoplay muted></video>
+"""
+# The smallest PNG (1x1): enough for naturalWidth to tell whether it loaded.
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
+
+
+class CountingServer:
+    """Serves PICTURE_PAGE and its resources on 127.0.0.1, recording every path asked for."""
+
+    def __init__(self) -> None:
+        seen = self.paths = []  # type: list[str]
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                seen.append(self.path)
+                body, kind = ((PICTURE_PAGE.encode(), "text/html") if self.path == "/pictures.html"
+                              else (PNG, "image/png") if self.path == "/pic.png" else (b"x" * 64, "font/woff2"))
+                self.send_response(200)
+                self.send_header("content-type", kind)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="counting-pages", daemon=True)
+
+    def __enter__(self) -> CountingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.mark.parametrize("vision", [False, True])
+async def test_images_media_and_fonts_load_only_with_vision(chromium: Browser, vision: bool) -> None:
+    config = load_config(overrides={"settings": {"allow_loopback": True}, "constraints": {"allow_vision": vision}})
+    blocked = blocked_resource_types(config)
+    assert blocked == (frozenset() if vision else frozenset({"image", "media", "font"}))
+    policy = UrlPolicy.from_config(config)
+    idle = IdleContexts(chromium, warm=0, keep_alive_s=0, egress=Egress(policy),
+                        prepare=lambda ctx, refusals: install(ctx, policy, refusals, blocked))
+    with CountingServer() as server:
+        ctx, _ = await idle.take()
+        try:
+            page = ctx.pages[0]
+            await page.goto(f"{server.url}/pictures.html", wait_until="load")
+            width = await page.eval_on_selector("#pic", "img => img.naturalWidth")
+            # The text the model reads is the same either way.
+            assert "a gorilla" in await page.content()
+        finally:
+            await ctx.close()
+            await idle.close()
+    if vision:
+        assert "/pic.png" in server.paths and width == 1
+    else:
+        assert server.paths == ["/pictures.html"] and width == 0
