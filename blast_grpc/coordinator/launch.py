@@ -21,6 +21,7 @@ from __future__ import annotations
 from .._proto.blast.v1 import blast_pb2 as pb
 from ..config import Config
 from .cache import Cache, lineage_key
+from .hedge import Hedger
 from .scheduler import Scheduler
 from .tasks import TaskRecord, TaskStore
 
@@ -35,6 +36,7 @@ class Launcher:
         self.store = store
         self.scheduler = scheduler
         self.cache = cache
+        self.hedger = Hedger(config)
 
     def copies_for_top_level(self) -> int:
         c = self.config.constraints
@@ -65,13 +67,15 @@ class Launcher:
             return rec
         rec.copies = copies
         rec.emit(scheduled=pb.TaskScheduled())
-        for k in range(1, copies + 1):
-            copy = self.store.new(spec, rec, copy=k, copies=copies)
-            copy.on_done += [self._copy_done, self._end_children]
-            rec.emit(subtask_launched=pb.SubtaskLaunched(subtask_id=copy.task_id, description=spec.description,
-                                                         copy=k))
-            self.scheduler.submit(copy)
+        self.hedger.start(rec, lambda k: self._start_copy(rec, k))  # all now, or hedged (hedge.py)
         return rec
+
+    def _start_copy(self, race: TaskRecord, k: int) -> None:
+        spec = race.spec
+        copy = self.store.new(spec, race, copy=k, copies=race.copies)
+        copy.on_done += [self.hedger.copy_done, self._copy_done, self._end_children]
+        race.emit(subtask_launched=pb.SubtaskLaunched(subtask_id=copy.task_id, description=spec.description, copy=k))
+        self.scheduler.submit(copy)
 
     def resume(self, rec: TaskRecord) -> None:
         """Queue a task restored from the task database that never started (no cache look-up:

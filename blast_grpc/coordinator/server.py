@@ -203,6 +203,7 @@ class Coordinator:
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.scheduler.wait_idle(self.config.settings.drain_timeout_s if timeout is None else timeout)
+        self.launcher.hedger.close()  # no held-back first-of-N copy starts from here on
         # With a task database, queued tasks wait there for the next start.
         await self.scheduler.stop("the engine is shutting down", keep_queued=self.task_db is not None)
         # Watchers of tasks that stay queued are told so; then the gateway goes: its clients

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, AsyncIterator
 
 import pytest
+import pytest_asyncio
 from playwright.async_api import Browser
 
-from blast_grpc import Client
+from blast_grpc import Client, Engine
+from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 from blast_grpc.config import load_config
 from blast_grpc.demo_site.facts import GORILLAS
 from blast_grpc.demo_site.server import DemoSite
@@ -23,7 +25,7 @@ from blast_grpc.worker.egress import Egress
 from blast_grpc.worker.navigation import UrlPolicy, install
 from blast_grpc.worker.resources import blocked_resource_types
 
-from ..conftest import Sim
+from ..conftest import Sim, engine_overrides
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
 
@@ -123,3 +125,37 @@ async def test_images_media_and_fonts_load_only_with_vision(chromium: Browser, v
         assert "/pic.png" in server.paths and width == 1
     else:
         assert server.paths == ["/pictures.html"] and width == 0
+
+
+@pytest_asyncio.fixture
+async def hedging(sim: Sim) -> AsyncIterator[Engine]:
+    """First-of-N with N = 3 in hedged mode; one known latency is enough to start hedging."""
+    constraints = {"allow_parallelism": {"task": False, "data": False, "first_of_n": True}, "first_of_n_num_copies": 3}
+    overrides = engine_overrides(sim, constraints, planner=False, first_of_n_mode="hedged", hedge_quantile=0.9,
+                                 hedge_min_samples=1)
+    async with Engine.create(overrides=overrides) as eng:
+        yield eng
+
+
+async def _race(client: Client, kind: str, url: str) -> tuple[pb.Task, list[pb.Task]]:
+    done = await client.run(f"Hedge-{kind} read {url}", initial_url=url)
+    return done, [await client.get_task(t) for t in done.subtask_ids]
+
+
+async def test_hedged_first_of_n_starts_the_extra_copies_only_when_the_first_is_slow(hedging: Engine,
+                                                                                     site: DemoSite) -> None:
+    c, url = hedging.client, f"{site.url}index.html"
+    # No latency known yet: all three copies race (each model call takes 3 s in this scenario).
+    race, copies = await _race(c, "warm", url)
+    assert race.state == pb.TASK_STATE_COMPLETED and len(copies) == 3
+    # Now the hedge delay is that race's latency (over 3 s): a fast first copy runs alone.
+    race, copies = await _race(c, "fast", url)
+    assert race.state == pb.TASK_STATE_COMPLETED and race.result.endswith("(copy 1)")
+    assert [t.task_id for t in copies] == [race.winner_task_id]
+    assert sum(u.requests for u in race.tree_usage) == 1
+    # A first copy whose model does not answer: the other two start, and one of them wins.
+    race, copies = await _race(c, "slow-first", url)
+    assert race.state == pb.TASK_STATE_COMPLETED and not race.result.endswith("(copy 1)")
+    assert len(copies) == 3
+    first = next(t for t in copies if t.task_id == copies[0].task_id)
+    assert first.state == pb.TASK_STATE_CANCELLED and "won the race" in first.error
