@@ -43,7 +43,7 @@ from .observe import Observation, observe, page_text
 from .planner import make_plan
 from .replay import Recorder, Replayer
 from .secrets import Secrets
-from .subtasks import SUBTASK_TOOL_NAMES, SUBTASK_TOOLS, Broker, run_subtask_tool
+from .subtasks import SUBTASK_TOOL_NAMES, SUBTASK_TOOLS, Broker, announced_subtasks, run_subtask_tool
 from .tools import Action, ActionError, Browser, HasPage, HasTabs, ToolFailed, browser_tools, parse_call
 
 SYSTEM_PROMPT = (
@@ -234,6 +234,9 @@ class Agent:
         self.recorder.plan = plan
         if self.on_plan is not None:
             await self.on_plan(plan)
+        if self.broker is not None and (coming := announced_subtasks(plan)):
+            # Their contexts get made while this task's next model call (the launch) runs.
+            await self.broker.prepare(coming)
         return plan
 
     def _url(self, session: HasPage) -> str:

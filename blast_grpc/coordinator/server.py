@@ -58,6 +58,7 @@ from .launch import Launcher
 from .metrics import collect_metrics, memory_bytes
 from .orphans import Orphans
 from .persist import TaskDatabase
+from .prewarm import Prewarmer
 from .prometheus import metrics_app
 from .rundir import RuntimeDir
 from .scheduler import Scheduler
@@ -159,7 +160,8 @@ class Coordinator:
         self.port = self.server.add_insecure_port(f"{s.host}:{s.grpc_port}")
         if self.port == 0:
             raise SystemExit(f"cannot listen on {s.host}:{s.grpc_port} (settings.host / settings.grpc_port)")
-        wgrpc.add_TaskBrokerServiceServicer_to_server(TaskBroker(self.config, self.store, self.launcher, self.scheduler, self.budget),
+        wgrpc.add_TaskBrokerServiceServicer_to_server(TaskBroker(self.config, self.store, self.launcher, self.scheduler, self.budget,
+                                                                 Prewarmer(lambda: self.workers)),
                                                       self.internal)
         self.internal.add_insecure_port(self.broker_address)
         await self.internal.start()

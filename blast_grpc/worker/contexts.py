@@ -3,6 +3,7 @@
 ::
 
     new task ──take()──▶ a warm context (or a new one)      refill() keeps `warm_contexts` ready
+    expect(n) ──▶ n more kept ready until n tasks took one  (announced subtasks, coordinator/prewarm.py)
     follow-up ─take(prev)─▶ the previous task's kept context, if still kept
     task ends ──keep(task_id, ctx)──▶ kept for `context_keep_alive_s`, then closed;
                                       at most `max_kept_contexts`: keeping one more closes
@@ -47,6 +48,9 @@ from .navigation import Refusals
 
 log = logging.getLogger("blast_grpc.worker")
 
+MAX_EXPECTED = 32  # contexts one worker makes ahead for announced tasks, at most
+EXPECT_S = 30.0  # an announcement older than this is forgotten (its tasks went elsewhere or never came)
+
 Prepare = Callable[[BrowserContext, Refusals], Awaitable[None]]
 
 
@@ -57,6 +61,10 @@ class IdleContexts:
         self.tasks = tasks if tasks is not None else TaskSet()  # owns the janitor and the refill
         self.egress = egress
         self._warm_target = warm
+        # Tasks announced to arrive soon (``expect``): kept ready on top of ``warm`` until they
+        # have taken their contexts or EXPECT_S has passed.
+        self._expected = 0
+        self._expected_until = 0.0
         self._keep_alive_s = keep_alive_s
         self._max_kept = max_kept
         self._prepare = prepare  # installs the navigation policy on every context we create
@@ -123,18 +131,38 @@ class IdleContexts:
         """What the policy refused in ``ctx`` (its egress proxy and route handler record it)."""
         return self.egress.refusals(ctx)
 
+    def expect(self, count: int) -> int:
+        """``count`` more tasks are about to arrive here (announced subtasks, ``coordinator/prewarm.py``):
+        make their contexts now; returns how many warm contexts are ready at this moment.
+
+        Surplus contexts of an announcement whose tasks never came are not closed: they are
+        fresh, so the next tasks take them (``trim`` closes them under memory pressure).
+        """
+        self._expected = min(self._pending_expected() + max(count, 0), MAX_EXPECTED)
+        self._expected_until = time.monotonic() + EXPECT_S
+        self.refill()
+        return len(self._warm)
+
+    def _pending_expected(self) -> int:
+        if self._expected and time.monotonic() > self._expected_until:
+            self._expected = 0
+        return self._expected
+
+    def _target(self) -> int:
+        return self._warm_target + self._pending_expected()
+
     def start(self) -> None:
         self._janitor = self.tasks.spawn(self._expire_loop(), name="kept-context-janitor")
         self.refill()
 
     def refill(self) -> None:
         """Top the warm contexts up in the background (one refill at a time)."""
-        if self._closed or self._warm_target == 0 or (self._refill is not None and not self._refill.done()):
+        if self._closed or self._target() == 0 or (self._refill is not None and not self._refill.done()):
             return
         self._refill = self.tasks.spawn(self._fill(), name="warm-contexts")
 
     async def _fill(self) -> None:
-        while not self._closed and len(self._warm) < self._warm_target:
+        while not self._closed and len(self._warm) < self._target():
             try:
                 self._warm.append(await self.new_context())
             except Exception as exc:  # the browser is going away; the worker exits on its own
@@ -146,6 +174,8 @@ class IdleContexts:
         kept = self._kept.pop(previous_task_id, None) if previous_task_id else None
         if kept is not None:
             return kept[0], True
+        if self._pending_expected():
+            self._expected -= 1  # one announced task has arrived
         if self._warm:
             ctx = self._warm.pop(0)
             self.refill()

@@ -158,6 +158,9 @@ class WorkerService(wgrpc.WorkerServiceServicer):
     async def TrimIdle(self, request: wpb.TrimIdleRequest, context: grpc.aio.ServicerContext) -> wpb.TrimIdleResponse:
         return wpb.TrimIdleResponse(closed=await self.idle.trim())
 
+    async def WarmUp(self, request: wpb.WarmUpRequest, context: grpc.aio.ServicerContext) -> wpb.WarmUpResponse:
+        return wpb.WarmUpResponse(warm_contexts=self.idle.expect(request.expected))
+
     async def RunTask(
         self, request: wpb.RunTaskRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[wpb.RunTaskResponse]:

@@ -6,6 +6,7 @@ model's request log (what it was sent); nothing here depends on timing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -159,3 +160,20 @@ async def test_hedged_first_of_n_starts_the_extra_copies_only_when_the_first_is_
     assert len(copies) == 3
     first = next(t for t in copies if t.task_id == copies[0].task_id)
     assert first.state == pb.TASK_STATE_CANCELLED and "won the race" in first.error
+
+
+async def _warm(client: Client) -> int:
+    return sum(w.warm_contexts for w in (await client.metrics()).workers)
+
+
+async def test_a_plan_that_announces_subtasks_gets_their_contexts_ready(client: Client, site: DemoSite) -> None:
+    before = await _warm(client)
+    done = await client.run(f"Announce 3 subtasks, then stop at {site.url}index.html", initial_url=f"{site.url}index.html")
+    assert done.state == pb.TASK_STATE_COMPLETED and not done.subtask_ids
+    # The workers made contexts for the three announced subtasks (spread as the scheduler would
+    # place them), on top of their usual warm ones: the task itself took one of those.
+    deadline = asyncio.get_running_loop().time() + 60
+    while await _warm(client) < before + 3 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    assert await _warm(client) >= before + 3
+

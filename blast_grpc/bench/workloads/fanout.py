@@ -113,7 +113,7 @@ async def _run(ctx: BenchContext, eng: Any, k: int, s: int) -> tuple[Trace, int,
     """One fan-out: its trace, LLM calls, why it does not count ('' if it does), engine CPU seconds."""
     url = ctx.url(ctx.pages.chain_index(s, k))
     cpu0 = tree_cpu_seconds(eng.proc.pid)
-    trace = await run_traced(eng.client, f"Collect the code of every item on {url}", initial_url=url)
+    trace = await run_traced(eng.client, f"Collect the code of every item ({k} items) on {url}", initial_url=url)
     cpu = tree_cpu_seconds(eng.proc.pid) - cpu0
     calls = llm_requests(await eng.client.get_task(trace.root)) if trace.root else 0
     return trace, calls, _check(trace, k), cpu
