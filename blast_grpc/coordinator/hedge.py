@@ -11,7 +11,8 @@ unless its first copy is slower than ``settings.hedge_quantile`` of the latencie
 engine saw recently (the last ``WINDOW`` copies that succeeded, measured from a copy's
 creation to its answer), so most of the tail gain of N copies comes at a fraction of
 their calls (issue 13). Until ``settings.hedge_min_samples`` latencies are known the
-quantile means nothing, so a race starts all its copies (and so fills the window).
+quantile means nothing: a hedged race then runs its first copy alone (its latency is a
+sample of one copy's, which a race's winner, the fastest of N, is not).
 
 The ``Hedger`` is the one owner of the timers of the hedged races it holds back; a timer
 is a loop callback (no task), cancelled when its race ends. Starting a copy (creating
@@ -46,12 +47,12 @@ class Hedger:
         self.quantile = s.hedge_quantile
         self.min_samples = s.hedge_min_samples
         self.latencies: deque[float] = deque(maxlen=WINDOW)
-        # Races whose copies 2..N are held back: the timer and what starts them.
-        self._held: dict[str, tuple[asyncio.TimerHandle, Callable[[], None]]] = {}
+        # Races whose copies 2..N are held back: the timer (None while learning) and what starts them.
+        self._held: dict[str, tuple[asyncio.TimerHandle | None, Callable[[], None]]] = {}
         self.hedges_fired = 0  # races that did start their extra copies (metrics, bench)
 
     def delay(self) -> float | None:
-        """How long a hedged race's first copy runs alone (None: too few samples, race them all)."""
+        """How long a hedged race's first copy runs alone (None: too few samples to tell)."""
         if len(self.latencies) < self.min_samples:
             return None
         ordered = sorted(self.latencies)
@@ -59,8 +60,7 @@ class Hedger:
 
     def start(self, race: TaskRecord, start_copy: Callable[[int], None]) -> None:
         """Start ``race``'s copies (1..race.copies) now, or copy 1 now and the rest when it is slow."""
-        wait = self.delay() if self.hedged else None
-        if wait is None:
+        if not self.hedged:
             for k in range(1, race.copies + 1):
                 start_copy(k)
             return
@@ -69,12 +69,14 @@ class Hedger:
             held = self._held.pop(race.task_id, None)
             if held is None or race.done:
                 return
-            held[0].cancel()
+            if held[0] is not None:
+                held[0].cancel()
             self.hedges_fired += 1
             for k in range(2, race.copies + 1):
                 start_copy(k)
 
-        timer = asyncio.get_running_loop().call_later(wait, rest)
+        wait = self.delay()
+        timer = asyncio.get_running_loop().call_later(wait, rest) if wait is not None else None
         self._held[race.task_id] = (timer, rest)
         race.on_done.append(self._race_done)
         start_copy(1)
@@ -94,10 +96,11 @@ class Hedger:
 
     def _race_done(self, race: TaskRecord) -> None:
         held = self._held.pop(race.task_id, None)
-        if held is not None:
+        if held is not None and held[0] is not None:
             held[0].cancel()
 
     def close(self) -> None:
         for timer, _ in self._held.values():
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
         self._held.clear()
