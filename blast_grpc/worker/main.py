@@ -101,6 +101,7 @@ async def _serve(worker_id: str, address: str, config: Config, broker_address: s
 
         browser.on("disconnected", lost)
         llm = LLM(config)
+        llm.prepare([config.constraints.llm_model, config.constraints.llm_model_mini])
         broker_channel = grpc.aio.insecure_channel(broker_address) if broker_address else None
         broker = wgrpc.TaskBrokerServiceStub(broker_channel) if broker_channel is not None else None
         extraction = None

@@ -5,11 +5,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from blast_grpc.procutil import StartError, tree_cpu_seconds, tree_pss, wait_ready_file, write_ready_file
+from blast_grpc.procutil import (
+    StartError,
+    _tree,
+    child_pids,
+    tree_cpu_seconds,
+    tree_pss,
+    wait_ready_file,
+    write_ready_file,
+)
 
 BUSY_CHILD = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
 
@@ -44,3 +54,22 @@ def test_tree_cpu_counts_children_that_already_exited() -> None:
     assert tree_cpu_seconds(os.getpid()) - before >= 0.25
     assert tree_pss(os.getpid()) > 1_000_000
     assert tree_cpu_seconds(2**22 + 12345) == 0.0 and tree_pss(2**22 + 12345) == 0
+
+
+def test_children_and_trees_come_from_the_kernels_lists_as_psutil_finds_them() -> None:
+    # A child with a grandchild: both in the tree, only the child among our children.
+    proc = subprocess.Popen(["bash", "-c", "sleep 30 & wait"])
+    try:
+        me = psutil.Process()
+        deadline = time.monotonic() + 30
+        while not psutil.Process(proc.pid).children() and time.monotonic() < deadline:
+            time.sleep(0.01)  # until bash has started its sleep
+        assert child_pids(os.getpid()) == sorted(p.pid for p in me.children())
+        assert proc.pid in (child_pids(os.getpid()) or [])
+        want = {os.getpid(), *(p.pid for p in me.children(recursive=True))}
+        assert {p.pid for p in _tree(os.getpid())} == want and len(want) >= 3
+    finally:
+        for p in psutil.Process(proc.pid).children():
+            p.kill()
+        proc.wait()
+    assert child_pids(2 ** 22 + 1) is None  # no such process
