@@ -132,8 +132,9 @@ async def test_images_media_and_fonts_load_only_with_vision(chromium: Browser, v
 async def hedging(sim: Sim) -> AsyncIterator[Engine]:
     """First-of-N with N = 3 in hedged mode; one known latency is enough to start hedging."""
     constraints = {"allow_parallelism": {"task": False, "data": False, "first_of_n": True}, "first_of_n_num_copies": 3}
+    # No LLM retries: one injected HTTP 500 fails a copy at once.
     overrides = engine_overrides(sim, constraints, planner=False, first_of_n_mode="hedged", hedge_quantile=0.9,
-                                 hedge_min_samples=1)
+                                 hedge_min_samples=1, llm_max_retries=0)
     async with Engine.create(overrides=overrides) as eng:
         yield eng
 
@@ -144,7 +145,7 @@ async def _race(client: Client, kind: str, url: str) -> tuple[pb.Task, list[pb.T
 
 
 async def test_hedged_first_of_n_starts_the_extra_copies_only_when_the_first_is_slow(hedging: Engine,
-                                                                                     site: DemoSite) -> None:
+                                                                                     site: DemoSite, sim: Sim) -> None:
     c, url = hedging.client, f"{site.url}index.html"
     # No latency known yet: the first copy runs alone, and its latency is learnt (each model
     # call takes 3 s in this scenario).
@@ -155,6 +156,12 @@ async def test_hedged_first_of_n_starts_the_extra_copies_only_when_the_first_is_
     assert race.state == pb.TASK_STATE_COMPLETED and race.result.endswith("(copy 1)")
     assert [t.task_id for t in copies] == [race.winner_task_id]
     assert sum(u.requests for u in race.tree_usage) == 1
+    # A first copy that fails (long before the hedge delay): the others start at once, or the race
+    # would have failed with its only copy.
+    sim.inject("http_500")
+    race, copies = await _race(c, "fast", url)
+    assert race.state == pb.TASK_STATE_COMPLETED and not race.result.endswith("(copy 1)"), race.error
+    assert len(copies) == 3 and copies[0].state == pb.TASK_STATE_FAILED and "500" in copies[0].error
     # A first copy whose model does not answer: the other two start, and one of them wins.
     race, copies = await _race(c, "slow-first", url)
     assert race.state == pb.TASK_STATE_COMPLETED and not race.result.endswith("(copy 1)")
