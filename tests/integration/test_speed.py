@@ -185,3 +185,35 @@ async def test_a_plan_that_announces_subtasks_gets_their_contexts_ready(client: 
         await asyncio.sleep(0.05)
     assert await _warm(client) >= before + 3
 
+
+
+async def _until(check: Any, deadline_s: float = 60) -> bool:
+    """Poll ``check()`` until true or ``deadline_s`` (generous: the machine is shared)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    while not check() and loop.time() < end:
+        await asyncio.sleep(0.02)
+    return bool(check())
+
+
+async def test_the_warm_pool_grows_to_the_last_burst_and_to_announced_tasks(chromium: Browser) -> None:
+    policy = UrlPolicy(None, allow_loopback=True, allow_link_local=False)
+    idle = IdleContexts(chromium, warm=1, keep_alive_s=0, egress=Egress(policy),
+                        prepare=lambda ctx, refusals: install(ctx, policy, refusals))
+    idle.start()
+    try:
+        assert await _until(lambda: idle.warm_count == 1)
+        # Three tasks at once (a race's copies): the pool then keeps three ready for the next burst.
+        taken = await asyncio.gather(idle.take(), idle.take(), idle.take())
+        for ctx, _ in taken:
+            await ctx.close()
+        assert await _until(lambda: idle.warm_count == 3), idle.warm_count
+        # Five announced on top: made now, before they arrive.
+        idle.expect(5)
+        assert await _until(lambda: idle.warm_count == 8), idle.warm_count
+        for _ in range(5):
+            ctx, _ = await idle.take()
+            await ctx.close()
+        assert idle.warm_count >= 3  # what the announced tasks took; the usual (burst) pool stays
+    finally:
+        await idle.close()
