@@ -12,7 +12,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -71,6 +71,9 @@ def _default_prices() -> dict[str, Price]:
     return {m: Price(input_per_1m=i, output_per_1m=o) for m, (i, o) in table.items()}
 
 
+ResourceType = Literal["image", "media", "font"]
+
+
 class Settings(_Strict):
     """How the engine runs (BLAST's ``settings`` plus serving options)."""
 
@@ -109,6 +112,9 @@ class Settings(_Strict):
     observation_max_chars: int = Field(6000, ge=200)
     observation_max_elements: int = Field(500, ge=10, le=5000)
     max_tabs: int = Field(8, ge=1, le=32)
+    # What a page may not load while the model reads text only (worker/resources.py): saves
+    # Chromium's CPU and memory; ignored with constraints.allow_vision. [] loads everything.
+    blocked_resource_types: list[ResourceType] = Field(default_factory=lambda: list(get_args(ResourceType)))
     # Directory whose files upload_file may put into file inputs; None: the tool is not offered.
     upload_dir: str | None = None
     max_task_chars: int = Field(100_000, ge=1)
@@ -131,6 +137,11 @@ class Settings(_Strict):
     context_keep_alive_s: float = Field(120.0, ge=0)
     max_kept_contexts: int = Field(8, ge=0, le=1000)
     max_subtasks_per_task: int = Field(50, ge=1, le=1000)
+    # First-of-N (coordinator/hedge.py): start every copy at once, or the extra copies only
+    # when the first runs longer than hedge_quantile of recent latencies.
+    first_of_n_mode: Literal["race", "hedged"] = "race"
+    hedge_quantile: float = Field(0.8, gt=0, lt=1)
+    hedge_min_samples: int = Field(8, ge=1, le=200)
     subtask_wait_timeout_s: float = Field(600.0, gt=0)
     chunk_chars: int = Field(20_000, ge=500)
     chunk_overlap_chars: int = Field(500, ge=0)

@@ -25,6 +25,7 @@ from typing import Any, Awaitable, Callable
 
 import openai
 from openai import AsyncOpenAI
+from openai._constants import RAW_RESPONSE_HEADER
 from openai.types.chat import ChatCompletion, ChatCompletionMessage
 from pydantic import ValidationError
 
@@ -113,6 +114,15 @@ class LLM:
             )
         return self._clients[key]
 
+    def prepare(self, models: list[str]) -> None:
+        """Make the clients of ``models`` now (at start-up): the first one costs the import of the
+        HTTP stack, which would otherwise land on the first task's first model call."""
+        for model in models:
+            try:
+                self._client(model)
+            except LLMUnavailable:
+                pass  # said again, with its cause, by the first call that needs it
+
     async def chat(
         self,
         model: str,
@@ -138,7 +148,12 @@ class LLM:
             started = time.monotonic()
             try:
                 async with asyncio.timeout(s.llm_timeout_s):
-                    raw = await client.chat.completions.with_raw_response.create(**kwargs)
+                    # What ``chat.completions.with_raw_response.create`` sends, minus its
+                    # ``maybe_transform`` of the body: our messages and tools are plain JSON
+                    # already, and that walk over the whole history cost more than the rest of
+                    # a step's engine time (issue 13's profile).
+                    raw = await client.post("/chat/completions", cast_to=ChatCompletion, body=kwargs,
+                                            options={"headers": {RAW_RESPONSE_HEADER: "true"}})
                 break
             except (TimeoutError, openai.APITimeoutError):
                 problem = f"did not answer within settings.llm_timeout_s = {s.llm_timeout_s:g}s"

@@ -107,13 +107,46 @@ async def wait_ready_file_async(path: str | Path, proc: asyncio.subprocess.Proce
     return dict(json.loads(path.read_text(encoding="utf-8")))
 
 
+def child_pids(pid: int) -> list[int] | None:
+    """The children of ``pid`` from ``/proc/<pid>/task/*/children`` (None where Linux has no such file).
+
+    psutil's ``children()`` reads the status of every process on the machine to find the ones
+    whose parent is ``pid``: on a busy host the coordinator's orphan sweep (every 2 s) spent
+    nearly all its CPU there (issue 13's profile). The kernel's list of each thread's children
+    costs one small read per thread, and children re-parented to a subreaper appear in it too.
+    """
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    pids: set[int] = set()
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                pids.update(int(p) for p in f.read().split())
+        except FileNotFoundError:
+            if tid == str(pid):
+                return None  # the kernel keeps no children files (CONFIG_PROC_CHILDREN off)
+        except OSError:
+            continue  # the thread ended meanwhile
+    return sorted(pids)
+
+
 def _tree(pid: int) -> list[psutil.Process]:
     """A process and all its descendants ([] if it is gone)."""
     try:
         root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
+        if child_pids(pid) is None:
+            return [root, *root.children(recursive=True)]
     except psutil.Error:
         return []
+    out, todo = [root], [pid]
+    while todo:
+        for child in child_pids(todo.pop()) or []:
+            with contextlib.suppress(psutil.Error):
+                out.append(psutil.Process(child))
+                todo.append(child)
+    return out
 
 
 def tree_pss(pid: int) -> int:

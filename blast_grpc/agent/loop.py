@@ -44,7 +44,7 @@ from .observe import Observation, observe, page_html, page_text
 from .planner import make_plan
 from .replay import Recorder, Replayer
 from .secrets import Secrets
-from .subtasks import SUBTASK_TOOL_NAMES, SUBTASK_TOOLS, Broker, run_subtask_tool
+from .subtasks import SUBTASK_TOOL_NAMES, SUBTASK_TOOLS, Broker, announced_subtasks, run_subtask_tool
 from .tools import Action, ActionError, HasPage, HasTabs, PageActions, ToolFailed, browser_tools, parse_call
 
 SYSTEM_PROMPT = (
@@ -127,28 +127,22 @@ class Agent:
         return (reply.content or "").strip(), json.dumps({"chunks": 1, "chars": len(text)})
 
     async def run(self, session: HasPage, task: str, initial_url: str = "",
-                  prior: list[tuple[str, str]] | None = None) -> Outcome:
-        """Run the task in the holder's page (read afresh at every use: it may be replaced)."""
+                  prior: list[tuple[str, str]] | None = None, parent_plan: str = "") -> Outcome:
+        """Run the task in the holder's page (read afresh at every use: it may be replaced).
+
+        ``parent_plan`` (a subtask's) is the plan of the task that launched it: the subtask
+        works from it instead of calling the planner (see ``_start``).
+        """
         s = self.config.settings
         browser = PageActions(session, s.action_timeout_s, self.refusal, self.secrets, s.upload_dir)
-        if initial_url:
-            await browser.execute(Action("go_to_url", {"url": initial_url}, "initial"))
         task_msg = task_message(task, prior or [], self.copy, self.copies)
         system = SYSTEM_PROMPT + (f"\n\n{self.secrets.prompt()}" if self.secrets else "")
         replayer = Replayer(self.replay)
-        if s.planner:
-            if replayer.plan:
-                plan = replayer.plan
-            else:
-                blank = session.page.url in ("", "about:blank")
-                seen = None if blank else (await self._observe(session, drain=False)).render(
-                    0, s.max_steps, s.observation_max_chars)
-                plan = await make_plan(self.llm, self.meter, self.config, task_msg, seen, self.broker is not None,
-                                       self.gate)
-            self.recorder.plan = plan
-            if self.on_plan is not None:
-                await self.on_plan(plan)
+        plan = await self._start(session, browser, initial_url, task_msg, replayer, parent_plan)
+        if s.planner and (plan or not parent_plan):
             system += "\n\nYour plan:\n" + plan
+        elif s.planner:
+            system += "\n\nThe plan of the task that launched this one (do your part of it):\n" + parent_plan
         offered = {t["function"]["name"]: t["function"]["parameters"]["required"] for t in self.tools}
         history: list[dict[str, Any]] = [{"role": "system", "content": system}, {"role": "user", "content": task_msg}]
         silent = 0
@@ -199,6 +193,48 @@ class Agent:
             if outcome is not None:
                 return outcome
         raise AgentFailed(f"step limit reached ({s.max_steps} steps) without an answer")
+
+    async def _start(self, session: HasPage, browser: Browser, initial_url: str, task_msg: str,
+                     replayer: Replayer, parent_plan: str) -> str:
+        """Open ``initial_url`` and write the plan; returns this task's own plan ('' if none).
+
+        The planner call and the initial navigation run at the same time: the first browser
+        request goes out at once instead of one model latency later (issue 13), and the
+        planner plans from the task text alone. Without an initial URL the planner sees the
+        page already open (a follow-up's kept context), as before. A subtask (``parent_plan``)
+        and a replayed run (the recorded plan) make no planner call.
+        """
+        s = self.config.settings
+        opening = (asyncio.ensure_future(browser.execute(Action("go_to_url", {"url": initial_url}, "initial")))
+                   if initial_url else None)
+        try:
+            if not s.planner or (parent_plan and not replayer.plan):
+                plan = None
+            elif replayer.plan:
+                plan = replayer.plan
+            else:
+                # With an initial URL the page is still loading: the planner plans from the task text.
+                blank = opening is not None or session.page.url in ("", "about:blank")
+                seen = None if blank else (await self._observe(session, drain=False)).render(
+                    0, s.max_steps, s.observation_max_chars)
+                plan = await make_plan(self.llm, self.meter, self.config, task_msg, seen, self.broker is not None,
+                                       self.gate)
+        except BaseException:
+            if opening is not None:  # the plan failed (or we were cancelled): the navigation goes too
+                opening.cancel()
+                await asyncio.gather(opening, return_exceptions=True)
+            raise
+        if opening is not None:
+            await opening
+        if plan is None:
+            return ""
+        self.recorder.plan = plan
+        if self.on_plan is not None:
+            await self.on_plan(plan)
+        if self.broker is not None and (coming := announced_subtasks(plan)):
+            # Their contexts get made while this task's next model call (the launch) runs.
+            await self.broker.prepare(coming)
+        return plan
 
     def _url(self, session: HasPage) -> str:
         return self.secrets.redact(session.page.url)

@@ -25,7 +25,8 @@ def guidance(config: Config, may_launch: bool) -> str:
     if may_launch:
         lines.append("You may split independent parts (for example one page per item) into subtasks with "
                      "launch_subtask; they run in parallel in their own browsers. Launch them all in one turn, "
-                     "then collect them with get_subtask_results.")
+                     "then collect them with get_subtask_results. If you will launch subtasks, end the plan "
+                     "with a line SUBTASKS: <how many>.")
         if c.allow_parallelism.first_of_n:
             lines.append("launch_subtask(num_copies=N) races N copies of an unreliable subtask and keeps the first "
                          "success.")

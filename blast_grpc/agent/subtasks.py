@@ -7,6 +7,7 @@ awaitable, so a waiting parent never blocks its worker's event loop.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -53,7 +54,19 @@ class SubtaskOutcome:
 
 class Broker(Protocol):
     async def launch(self, task: str, initial_url: str, num_copies: int) -> tuple[str, int]: ...
+    async def prepare(self, count: int) -> int: ...
     async def wait(self, task_ids: list[str], first_success: bool) -> list[SubtaskOutcome]: ...
+
+
+# The plan's last line when the planner means to launch subtasks (planner.py asks for it).
+_ANNOUNCED = re.compile(r"^\s*SUBTASKS:\s*(\d+)\s*$", re.MULTILINE)
+MAX_ANNOUNCED = 64
+
+
+def announced_subtasks(plan: str) -> int:
+    """How many subtasks the plan says it will launch (its last ``SUBTASKS: n`` line; 0 if none)."""
+    found = _ANNOUNCED.findall(plan)
+    return min(int(found[-1]), MAX_ANNOUNCED) if found else 0
 
 
 class BrokerRefused(RuntimeError):

@@ -78,9 +78,12 @@ def first_of_n(res: WorkloadResult, path: Path) -> bool:
     if not any(v.get("measured") for v in cdf.values()):
         return False
     plt, fig, ax = _figure()
-    for i, (n, data) in enumerate(sorted(cdf.items(), key=lambda kv: int(kv[0]))):
+    # Keys are N ("1", "3", ...) and "hedged" (hedged first-of-N), drawn last.
+    for i, (n, data) in enumerate(sorted(cdf.items(), key=lambda kv: (not kv[0].isdigit(), int(kv[0] or 0)
+                                                                      if kv[0].isdigit() else 0))):
         color = f"C{i}"
-        for key, style, label in (("measured", "-", f"N={n} measured"), ("ideal", "--", f"N={n} ideal")):
+        name = f"N={n}" if n.isdigit() else n
+        for key, style, label in (("measured", "-", f"{name} measured"), ("ideal", "--", f"{name} ideal")):
             xs = data.get(key) or []
             if xs:
                 ax.step(xs, [(j + 1) / len(xs) for j in range(len(xs))], style, where="post", color=color,

@@ -18,6 +18,7 @@ from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
 from ..config import Config
 from .budget import Budget
 from .launch import Launcher, ParentEnded
+from .prewarm import Prewarmer
 from .scheduler import Scheduler
 from .service import abort, initial_url_problem
 from .tasks import TaskRecord, TaskStore
@@ -38,8 +39,9 @@ def _result(rec: TaskRecord) -> wpb.SubtaskResult:
 
 class TaskBroker(wgrpc.TaskBrokerServiceServicer):
     def __init__(self, config: Config, store: TaskStore, launcher: Launcher, scheduler: Scheduler,
-                 budget: Budget) -> None:
+                 budget: Budget, prewarmer: Prewarmer | None = None) -> None:
         self.config = config
+        self.prewarmer = prewarmer
         self.budget = budget
         self.store = store
         self.launcher = launcher
@@ -80,6 +82,20 @@ class TaskBroker(wgrpc.TaskBrokerServiceServicer):
         except ParentEnded as exc:
             await abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return wpb.LaunchSubtaskResponse(task_id=rec.task_id, copies=copies)
+
+    async def PrepareSubtasks(self, request: wpb.PrepareSubtasksRequest,
+                              context: grpc.aio.ServicerContext) -> wpb.PrepareSubtasksResponse:
+        """Advice from a task's plan (prewarm.py): contexts for its subtasks, made before they launch."""
+        parent = await self._parent(request.parent_task_id, context)
+        c, s = self.config.constraints, self.config.settings
+        if (self.prewarmer is None or not c.allow_parallelism.task
+                or parent.depth >= c.max_parallelism_nesting_depth):
+            return wpb.PrepareSubtasksResponse(preparing=0)
+        launched = sum(1 for ch in parent.children if not ch.copy)
+        count = min(request.count, s.max_subtasks_per_task - launched, c.max_concurrent_browsers)
+        if count <= 0:
+            return wpb.PrepareSubtasksResponse(preparing=0)
+        return wpb.PrepareSubtasksResponse(preparing=await self.prewarmer.prepare(count))
 
     async def AwaitBudget(self, request: wpb.AwaitBudgetRequest,
                           context: grpc.aio.ServicerContext) -> wpb.AwaitBudgetResponse:

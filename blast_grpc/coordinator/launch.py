@@ -23,6 +23,7 @@ from __future__ import annotations
 from .._proto.blast.v1 import blast_pb2 as pb
 from ..config import Config
 from .cache import Cache, lineage_key
+from .hedge import Hedger
 from .scheduler import Scheduler
 from .tasks import TaskRecord, TaskStore
 
@@ -38,6 +39,9 @@ class Launcher:
         self.scheduler = scheduler
         self.cache = cache
         store.remember = self._record
+        self.hedger = Hedger(config)
+        store.copy_ended = self.hedger.copy_done
+        store.on_finished.append(self.hedger.race_done)
 
     def copies_for_top_level(self) -> int:
         c = self.config.constraints
@@ -67,12 +71,14 @@ class Launcher:
             return rec
         rec.copies = copies
         rec.queue()
-        for k in range(1, copies + 1):
-            copy = self.store.new(spec, rec, copy=k, copies=copies)
-            rec.emit(subtask_launched=pb.SubtaskLaunched(subtask_id=copy.task_id, description=spec.description,
-                                                         copy=k))
-            self.scheduler.submit(copy)
+        self.hedger.start(rec, lambda k: self._start_copy(rec, k))  # all now, or hedged (hedge.py)
         return rec
+
+    def _start_copy(self, race: TaskRecord, k: int) -> None:
+        spec = race.spec
+        copy = self.store.new(spec, race, copy=k, copies=race.copies)
+        race.emit(subtask_launched=pb.SubtaskLaunched(subtask_id=copy.task_id, description=spec.description, copy=k))
+        self.scheduler.submit(copy)
 
     def resume(self, rec: TaskRecord) -> None:
         """Queue a task restored from the task database that never started (no cache look-up:

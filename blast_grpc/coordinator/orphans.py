@@ -33,7 +33,7 @@ from typing import Iterator
 
 import psutil
 
-from ..procutil import become_subreaper
+from ..procutil import become_subreaper, child_pids
 from ..supervise import TaskSet, fault_point
 
 log = logging.getLogger("blast_grpc.supervisor")
@@ -57,10 +57,17 @@ class Orphans:
             self._launching -= 1
 
     def _children(self) -> list[psutil.Process]:
-        try:
-            return psutil.Process().children()
-        except psutil.Error:
-            return []
+        pids = child_pids(os.getpid())  # one small read per thread, not a scan of every process
+        if pids is None:  # no /proc/<pid>/task/<tid>/children here: psutil reads every process
+            try:
+                return psutil.Process().children()
+            except psutil.Error:
+                return []
+        children = []
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                children.append(psutil.Process(pid))
+        return children
 
     def collect(self) -> int:
         """SIGKILL every orphan child, reap the dead ones; returns how many were still alive."""

@@ -34,6 +34,7 @@ from ..config import Config
 from ..supervise import TaskSet, fault_point
 from ..worker.exits import EXITING_METADATA
 from .budget import Budget
+from .subtask_plan import inherited_plan
 from .tasks import TaskRecord, TaskStore, add_usage
 from .telemetry import Telemetry
 from .workers import WorkerHandle
@@ -227,7 +228,7 @@ class Scheduler:
                                history=self._lineage(rec), copy=rec.copy, copies=rec.copies,
                                may_launch_subtasks=c.allow_parallelism.task
                                and rec.depth < c.max_parallelism_nesting_depth,
-                               replay=rec.replay)
+                               replay=rec.replay, parent_plan=inherited_plan(rec))
         )
         try:
             async for msg in call:

@@ -57,6 +57,7 @@ from .launch import Launcher
 from .metrics import collect_metrics, memory_bytes
 from .orphans import Orphans
 from .persist import TaskDatabase
+from .prewarm import Prewarmer
 from .prometheus import metrics_app
 from .reflection import enable_reflection
 from .rundir import RuntimeDir
@@ -157,7 +158,8 @@ class Coordinator:
         self.port = self.server.add_insecure_port(f"{s.host}:{s.grpc_port}")
         if self.port == 0:
             raise SystemExit(f"cannot listen on {s.host}:{s.grpc_port} (settings.host / settings.grpc_port)")
-        wgrpc.add_TaskBrokerServiceServicer_to_server(TaskBroker(self.config, self.store, self.launcher, self.scheduler, self.budget),
+        wgrpc.add_TaskBrokerServiceServicer_to_server(TaskBroker(self.config, self.store, self.launcher, self.scheduler, self.budget,
+                                                                 Prewarmer(lambda: self.workers)),
                                                       self.internal)
         self.internal.add_insecure_port(self.broker_address)
         await self.internal.start()
@@ -208,6 +210,7 @@ class Coordinator:
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.scheduler.wait_idle(self.config.settings.drain_timeout_s if timeout is None else timeout)
+        self.launcher.hedger.close()  # no held-back first-of-N copy starts from here on
         # With a task database, queued tasks wait there for the next start.
         await self.scheduler.stop("the engine is shutting down", keep_queued=self.task_db is not None)
         # Watchers of tasks that stay queued are told so; then the gateway goes: its clients

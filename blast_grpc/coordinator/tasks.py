@@ -305,6 +305,9 @@ class TaskStore:
         self.remember: Callable[[TaskRecord], None] = _no_remember
         # Told last, once per finished task, after everything else the end causes (metrics).
         self.on_finished: list[Callable[[TaskRecord], None]] = []
+        # Told when a racing copy ends, before its race is judged (the launcher's hedger learns
+        # the copy's latency, and starts held-back copies when a first copy failed).
+        self.copy_ended: Callable[[TaskRecord], None] = lambda copy: None
 
     # --- the finished path ----------------------------------------------------
     def finish(self, rec: TaskRecord, state: int, *, result: str = "", success: bool = False,
@@ -316,7 +319,8 @@ class TaskStore:
            writes it down; the logs of unfinished ancestors get a copy);
         2. the result cache remembers a successful answer (``remember``);
         3. its unfinished children are cancelled (each through ``cancel``, so through here);
-        4. a racing copy decides its race (``_decide_race``);
+        4. a racing copy is reported (``copy_ended``: hedging may start held-back copies),
+           then decides its race (``_decide_race``);
         5. ``on_finished`` observers are told.
         """
         if not rec._end(state, result, success, error):
@@ -326,6 +330,7 @@ class TaskStore:
             if not child.done:
                 self.cancel(child, f"its parent task {rec.task_id} ended")
         if rec.copy:
+            self.copy_ended(rec)
             self._decide_race(rec)
         for fn in self.on_finished:
             fn(rec)

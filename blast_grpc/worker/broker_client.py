@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Awaitable, Callable
 
 import grpc
@@ -12,6 +13,8 @@ from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
 from ..agent.subtasks import BrokerRefused, SubtaskOutcome
 from ..states import TERMINAL_KINDS
 from .session import BrowserSession
+
+log = logging.getLogger("blast_grpc.worker")
 
 # Refusals the model can act on; anything else is the engine failing, and fails the task.
 _REFUSALS = {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -34,6 +37,20 @@ class GrpcBroker:
                 raise BrokerRefused(exc.details() or exc.code().name) from exc
             raise
         return resp.task_id, resp.copies
+
+    async def prepare(self, count: int) -> int:
+        """Advice: ``count`` subtasks are coming (the plan says so); how many contexts the workers make.
+
+        Only advice, so a coordinator that cannot take it (shutting down, the task ended)
+        costs nothing but the log line: the launches themselves say what is wrong.
+        """
+        try:
+            resp = await self._stub.PrepareSubtasks(wpb.PrepareSubtasksRequest(parent_task_id=self._parent,
+                                                                               count=count), timeout=5)
+        except grpc.aio.AioRpcError as exc:
+            log.info("PrepareSubtasks for %s: %s", self._parent, exc.details() or exc.code().name)
+            return 0
+        return resp.preparing
 
     async def wait(self, task_ids: list[str], first_success: bool) -> list[SubtaskOutcome]:
         try:

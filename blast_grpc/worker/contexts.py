@@ -3,6 +3,8 @@
 ::
 
     new task ──take()──▶ a warm context (or a new one)      refill() keeps `warm_contexts` ready
+    expect(n) ──▶ n more kept ready until n tasks took one  (announced subtasks, coordinator/prewarm.py)
+    a burst of k tasks ──▶ up to k kept ready for a while   (demand: first-of-N copies start warm)
     follow-up ─take(prev)─▶ the previous task's kept context, if still kept
     task ends ──keep(task_id, ctx)──▶ kept for `context_keep_alive_s`, then closed;
                                       at most `max_kept_contexts`: keeping one more closes
@@ -34,7 +36,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any, Awaitable, Callable, Coroutine
 
 from playwright.async_api import Browser, BrowserContext
@@ -47,6 +49,15 @@ from .navigation import Refusals
 
 log = logging.getLogger("blast_grpc.worker")
 
+MAX_EXPECTED = 32  # contexts one worker makes ahead for announced tasks, at most
+EXPECT_S = 30.0  # an announcement older than this is forgotten (its tasks went elsewhere or never came)
+# Demand: tasks that arrive together (a first-of-N race's copies, a burst of submissions) count as
+# one burst if they come within BURST_S; the warm pool is kept at the largest burst of the last
+# DEMAND_S, at most DEMAND_CAP, so the next such burst starts from warm contexts too.
+BURST_S = 0.5
+DEMAND_S = 60.0
+DEMAND_CAP = 4
+
 Prepare = Callable[[BrowserContext, Refusals], Awaitable[None]]
 
 
@@ -57,6 +68,12 @@ class IdleContexts:
         self.tasks = tasks if tasks is not None else TaskSet()  # owns the janitor and the refill
         self.egress = egress
         self._warm_target = warm
+        # Tasks announced to arrive soon (``expect``): kept ready on top of ``warm`` until they
+        # have taken their contexts or EXPECT_S has passed.
+        self._expected = 0
+        self._expected_until = 0.0
+        self._takes: deque[float] = deque()  # when recent tasks took a context (within BURST_S)
+        self._peak = (0, 0.0)  # the largest recent burst and when it was seen
         self._keep_alive_s = keep_alive_s
         self._max_kept = max_kept
         self._prepare = prepare  # installs the navigation policy on every context we create
@@ -123,18 +140,53 @@ class IdleContexts:
         """What the policy refused in ``ctx`` (its egress proxy and route handler record it)."""
         return self.egress.refusals(ctx)
 
+    def expect(self, count: int) -> int:
+        """``count`` more tasks are about to arrive here (announced subtasks, ``coordinator/prewarm.py``):
+        make their contexts now; returns how many warm contexts are ready at this moment.
+
+        Surplus contexts of an announcement whose tasks never came are not closed: they are
+        fresh, so the next tasks take them (``trim`` closes them under memory pressure).
+        """
+        self._expected = min(self._pending_expected() + max(count, 0), MAX_EXPECTED)
+        self._expected_until = time.monotonic() + EXPECT_S
+        self.refill()
+        return len(self._warm)
+
+    def _pending_expected(self) -> int:
+        if self._expected and time.monotonic() > self._expected_until:
+            self._expected = 0
+        return self._expected
+
+    def _demand(self) -> int:
+        """The largest burst of takes in the last DEMAND_S (0 with no warm pool configured)."""
+        peak, seen = self._peak
+        if self._warm_target == 0 or time.monotonic() - seen > DEMAND_S:
+            return 0
+        return min(peak, DEMAND_CAP)
+
+    def _took(self) -> None:
+        now = time.monotonic()
+        self._takes.append(now)
+        while self._takes and self._takes[0] < now - BURST_S:
+            self._takes.popleft()
+        if len(self._takes) >= self._peak[0] or now - self._peak[1] > DEMAND_S:
+            self._peak = (len(self._takes), now)
+
+    def _target(self) -> int:
+        return max(self._warm_target, self._demand()) + self._pending_expected()
+
     def start(self) -> None:
         self._janitor = self.tasks.spawn(self._expire_loop(), name="kept-context-janitor")
         self.refill()
 
     def refill(self) -> None:
         """Top the warm contexts up in the background (one refill at a time)."""
-        if self._closed or self._warm_target == 0 or (self._refill is not None and not self._refill.done()):
+        if self._closed or self._target() == 0 or (self._refill is not None and not self._refill.done()):
             return
         self._refill = self.tasks.spawn(self._fill(), name="warm-contexts")
 
     async def _fill(self) -> None:
-        while not self._closed and len(self._warm) < self._warm_target:
+        while not self._closed and len(self._warm) < self._target():
             try:
                 self._warm.append(await self.new_context())
             except Exception as exc:  # the browser is going away; the worker exits on its own
@@ -146,6 +198,9 @@ class IdleContexts:
         kept = self._kept.pop(previous_task_id, None) if previous_task_id else None
         if kept is not None:
             return kept[0], True
+        if self._pending_expected():
+            self._expected -= 1  # one announced task has arrived
+        self._took()
         if self._warm:
             ctx = self._warm.pop(0)
             self.refill()

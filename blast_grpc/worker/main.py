@@ -54,6 +54,7 @@ from .egress import Egress
 from .exits import EXIT_BROWSER_LOST, EXIT_LOOP_CRASHED
 from .navigation import UrlPolicy
 from .navigation import install as install_policy
+from .resources import blocked_resource_types
 from .service import WorkerService
 
 log = logging.getLogger("blast_grpc.worker")
@@ -101,6 +102,7 @@ async def _serve(worker_id: str, address: str, config: Config, broker_address: s
 
         browser.on("disconnected", lost)
         llm = LLM(config)
+        llm.prepare([config.constraints.llm_model, config.constraints.llm_model_mini])
         broker_channel = grpc.aio.insecure_channel(broker_address) if broker_address else None
         broker = wgrpc.TaskBrokerServiceStub(broker_channel) if broker_channel is not None else None
         extraction = None
@@ -109,8 +111,9 @@ async def _serve(worker_id: str, address: str, config: Config, broker_address: s
             extraction.start_soon()
         policy = UrlPolicy.from_config(config)
         egress = Egress(policy)
+        blocked = blocked_resource_types(config)
         idle = IdleContexts(browser, config.settings.warm_contexts, config.settings.context_keep_alive_s,
-                            lambda ctx, refusals: install_policy(ctx, policy, refusals), egress,
+                            lambda ctx, refusals: install_policy(ctx, policy, refusals, blocked), egress,
                             max_kept=config.settings.max_kept_contexts, tasks=tasks)
         idle.start()
         server = grpc.aio.server()

@@ -195,10 +195,15 @@ class Refusals:
         return None
 
 
-async def install(context: BrowserContext, policy: UrlPolicy, refusals: Refusals | None = None) -> None:
-    """Abort every request (page, frame, image, fetch, ...) the policy refuses by its URL."""
+async def install(context: BrowserContext, policy: UrlPolicy, refusals: Refusals | None = None,
+                  blocked_types: frozenset[str] = frozenset()) -> None:
+    """Abort every request (page, frame, image, fetch, ...) the policy refuses by its URL, and every
+    request of a resource type in ``blocked_types`` (``resources.py``: images, media, fonts)."""
 
     async def handle(route: Route) -> None:
+        if blocked_types and route.request.resource_type in blocked_types:
+            await route.abort("blockedbyclient")
+            return
         url = route.request.url
         why = policy.refusal(url)
         if why is None:

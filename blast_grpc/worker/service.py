@@ -159,6 +159,9 @@ class WorkerService(wgrpc.WorkerServiceServicer):
     async def TrimIdle(self, request: wpb.TrimIdleRequest, context: grpc.aio.ServicerContext) -> wpb.TrimIdleResponse:
         return wpb.TrimIdleResponse(closed=await self.idle.trim())
 
+    async def WarmUp(self, request: wpb.WarmUpRequest, context: grpc.aio.ServicerContext) -> wpb.WarmUpResponse:
+        return wpb.WarmUpResponse(warm_contexts=self.idle.expect(request.expected))
+
     async def RunTask(
         self, request: wpb.RunTaskRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[wpb.RunTaskResponse]:
@@ -245,7 +248,8 @@ class WorkerService(wgrpc.WorkerServiceServicer):
             if reused:
                 log.info("task %s continues in the context of %s", req.task_id, req.spec.previous_task_id)
             history = [(h.description, h.result) for h in req.history]
-            out: Outcome = await agent.run(session, req.spec.description, req.spec.initial_url, history)
+            out: Outcome = await agent.run(session, req.spec.description, req.spec.initial_url, history,
+                                           parent_plan=req.parent_plan)
             queue.put_nowait(wpb.RunTaskResponse(recording=agent.recorder.to_json()))
             queue.put_nowait(wpb.RunTaskResponse(completed=pb.TaskCompleted(result=out.text, success=out.success)))
         except (AgentFailed, LLMUnavailable) as exc:

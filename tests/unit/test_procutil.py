@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -14,6 +15,8 @@ import pytest
 
 from blast_grpc.procutil import (
     StartError,
+    _tree,
+    child_pids,
     stop_processes,
     tree_cpu_seconds,
     tree_pss,
@@ -77,3 +80,22 @@ async def test_stop_processes_terms_then_kills_the_whole_group() -> None:
     gone = await asyncio.to_thread(psutil.wait_procs, [psutil.Process(grandchild)] if psutil.pid_exists(grandchild)
                                    else [], 30)
     assert not gone[1]  # its own child went with the group
+
+
+def test_children_and_trees_come_from_the_kernels_lists_as_psutil_finds_them() -> None:
+    # A child with a grandchild: both in the tree, only the child among our children.
+    proc = subprocess.Popen(["bash", "-c", "sleep 30 & wait"])
+    try:
+        me = psutil.Process()
+        deadline = time.monotonic() + 30
+        while not psutil.Process(proc.pid).children() and time.monotonic() < deadline:
+            time.sleep(0.01)  # until bash has started its sleep
+        assert child_pids(os.getpid()) == sorted(p.pid for p in me.children())
+        assert proc.pid in (child_pids(os.getpid()) or [])
+        want = {os.getpid(), *(p.pid for p in me.children(recursive=True))}
+        assert {p.pid for p in _tree(os.getpid())} == want and len(want) >= 3
+    finally:
+        for p in psutil.Process(proc.pid).children():
+            p.kill()
+        proc.wait()
+    assert child_pids(2 ** 22 + 1) is None  # no such process

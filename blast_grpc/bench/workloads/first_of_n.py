@@ -9,6 +9,13 @@ latency model (same spec and draw function as the simulated model). Races run on
 time, ``pause_s`` apart; p50 and p95 of the task latency (submit → answer received) are
 compared with the ideal's.
 
+The same N = 3 also runs **hedged** (``settings.first_of_n_mode: hedged``): copy 1 alone,
+copies 2 and 3 only once copy 1 has run longer than ``hedge_quantile`` of recent
+latencies; its first ``hedge_min_samples`` races (copy 1 alone, learning) are warm-up,
+not measured. Every mode reports model calls per task (all copies); the bar compares
+N = 3 with the ideal min-of-3 (p95 within 15%) and with N = 1 (p50 below), and hedged
+with both (at least 80% of N = 3's p95 gain over N = 1 at most 1.5x N = 1's calls).
+
 After each race, the losing copies are cancelled; their contexts count as released when
 they leave every worker's open contexts (polled every few ms through the workers'
 ``GetStatus``, the source of ``GetMetrics.workers[].open_contexts``), measured from the
@@ -31,7 +38,7 @@ from ...engine import Engine
 from ..context import BenchContext, lognormal
 from ..results import Row, WorkloadResult
 from ..stats import median, min_of_n_samples, percentile
-from ..trace import Trace, ev_time, run_traced
+from ..trace import Trace, ev_time, llm_requests, run_traced
 
 NAME = "first_of_n"
 STEPS = 2  # model calls per copy
@@ -46,12 +53,15 @@ class Params:
     mc_samples: int = 20_000
     release_timeout_s: float = 10.0
     pause_s: float = 0.5  # between races, so the warm contexts a race used are replaced
+    hedged_n: int | None = 3  # the hedged run's N (None: no hedged run)
+    hedge_quantile: float = 0.8
+    hedge_min_samples: int = 8
 
     @classmethod
     def for_mode(cls, quick: bool) -> Params:
         if quick:
-            return cls(ns=[2], tasks=3, mc_samples=2000)
-        return cls(ns=[1, 2, 3, 5], tasks=12)
+            return cls(ns=[2], tasks=3, mc_samples=2000, hedged_n=2, hedge_min_samples=2)
+        return cls(ns=[1, 2, 3, 5], tasks=20)
 
 
 class WorkerWatch:
@@ -99,6 +109,8 @@ async def _race(ctx: BenchContext, eng: Engine, watch: WorkerWatch, item: int,
     if end is None or not trace.root:
         return out
     task = await eng.client.get_task(trace.root)
+    out["llm_calls"] = llm_requests(task)
+    out["copies"] = max(len(task.subtask_ids), 1)
     losers = {t for t in task.subtask_ids if t != task.winner_task_id}
     if losers:
         closed = await watch.wait_closed(losers, timeout)
@@ -107,45 +119,111 @@ async def _race(ctx: BenchContext, eng: Engine, watch: WorkerWatch, item: int,
     return out
 
 
+async def _mode(ctx: BenchContext, sim: Any, p: Params, n: int, hedged: bool) -> list[dict[str, Any]]:
+    """One engine, ``p.tasks`` races after the warm-up (one race, or the hedger's learning races)."""
+    constraints = {"allow_parallelism": {"task": False, "data": False, "first_of_n": n > 1},
+                   "first_of_n_num_copies": n}
+    settings: dict[str, Any] = ({"first_of_n_mode": "hedged", "hedge_quantile": p.hedge_quantile,
+                                 "hedge_min_samples": p.hedge_min_samples} if hedged else {})
+    async with ctx.engine(sim, model="bench-race", planner=False, constraints=constraints, **settings) as eng:
+        watch = await WorkerWatch.of(eng)
+        try:
+            for i in range(p.hedge_min_samples if hedged else 1):  # warm-up (hedged: the latencies to learn)
+                await asyncio.sleep(p.pause_s)
+                await _race(ctx, eng, watch, 1 + i % 16, p.release_timeout_s)
+            runs = []
+            for i in range(p.tasks):
+                await asyncio.sleep(p.pause_s)
+                runs.append(await _race(ctx, eng, watch, 1 + i % 16, p.release_timeout_s))
+            return runs
+        finally:
+            await watch.close()
+
+
 async def run(ctx: BenchContext) -> WorkloadResult:
     p = Params.for_mode(ctx.quick)
     res = WorkloadResult(NAME)
     res.series["params"] = asdict(p)
-    runs: dict[int, list[dict[str, Any]]] = {}
+    runs: dict[str, list[dict[str, Any]]] = {}
     with ctx.sim(NAME, {"bench-race": lognormal(p.median_s, p.sigma)}) as sim:
         for n in p.ns:
-            constraints = {"allow_parallelism": {"task": False, "data": False, "first_of_n": n > 1},
-                           "first_of_n_num_copies": n}
-            async with ctx.engine(sim, model="bench-race", planner=False, constraints=constraints) as eng:
-                watch = await WorkerWatch.of(eng)
-                try:
-                    await _race(ctx, eng, watch, 1, p.release_timeout_s)  # warm-up
-                    runs[n] = []
-                    for i in range(p.tasks):
-                        await asyncio.sleep(p.pause_s)
-                        runs[n].append(await _race(ctx, eng, watch, 1 + i % 16, p.release_timeout_s))
-                finally:
-                    await watch.close()
-    res.series["runs"] = {str(n): r for n, r in runs.items()}
+            runs[str(n)] = await _mode(ctx, sim, p, n, hedged=False)
+        if p.hedged_n is not None:
+            runs["hedged"] = await _mode(ctx, sim, p, p.hedged_n, hedged=True)
+    res.series["runs"] = runs
     cdfs: dict[str, Any] = {}
-    for n, rs in runs.items():
+    for key, rs in runs.items():
+        n = int(key) if key != "hedged" else (p.hedged_n or 1)
         ideal = min_of_n_samples(n, STEPS, p.median_s, p.sigma, 0.0, p.mc_samples, ctx.seed)
         ok = [r["latency_s"] for r in rs if r["ok"]]
         failed = len(rs) - len(ok)
         note = f"{failed} of {len(rs)} failed: {next(r['error'] for r in rs if not r['ok'])}" if failed else ""
-        params = {"N": n, "tasks": len(rs), "steps": STEPS, "median": f"{p.median_s:g}s", "sigma": p.sigma}
+        params: dict[str, Any] = {"N": n, "tasks": len(rs), "steps": STEPS, "median": f"{p.median_s:g}s",
+                                  "sigma": p.sigma}
+        if key == "hedged":
+            params = {"mode": "hedged", "q": p.hedge_quantile, **params}
         for q in (50, 95):
             res.rows.append(Row(NAME, f"task latency p{q}", params, percentile(ok, q) if ok else None,
                                 percentile(ideal, q), "s", note=note))
+        calls = [r["llm_calls"] for r in rs if "llm_calls" in r]
+        res.rows.append(Row(NAME, "model calls per task (all copies)", params,
+                            sum(calls) / len(calls) if calls else None, float(STEPS), "calls",
+                            note=f"{sum(1 for r in rs if r.get('copies', 1) > 1)} of {len(rs)} tasks ran extra copies"
+                            if key == "hedged" else ""))
         rel = [r["release_s"] for r in rs if r.get("release_s") is not None]
         if n > 1:
             missing = sum(1 for r in rs if r.get("losers") and r.get("release_s") is None)
             rnote = f"{missing} races whose losers kept a context > {p.release_timeout_s:g}s" if missing else \
                 f"{sum(r.get('losers', 0) for r in rs)} cancelled copies"
-            res.rows.append(Row(NAME, "cancelled copies: contexts released after the win, p50", {"N": n},
+            res.rows.append(Row(NAME, "cancelled copies: contexts released after the win, p50", {"N": n, "mode": key},
                                 median(rel) * 1000 if rel else None, None, "ms", note=rnote))
-            res.rows.append(Row(NAME, "cancelled copies: contexts released after the win, max", {"N": n},
+            res.rows.append(Row(NAME, "cancelled copies: contexts released after the win, max", {"N": n, "mode": key},
                                 max(rel) * 1000 if rel else None, None, "ms"))
-        cdfs[str(n)] = {"measured": sorted(ok), "ideal": sorted(ideal[:: max(1, len(ideal) // 500)])}
+        cdfs[key] = {"measured": sorted(ok), "ideal": sorted(ideal[:: max(1, len(ideal) // 500)])}
     res.series["cdf"] = cdfs
+    _bar_rows(res, p, runs, ctx.seed)
     return res
+
+
+def _latency(runs: dict[str, list[dict[str, Any]]], key: str, q: float) -> float | None:
+    ok = [r["latency_s"] for r in runs.get(key, []) if r["ok"]]
+    return percentile(ok, q) if ok else None
+
+
+def _calls(runs: dict[str, list[dict[str, Any]]], key: str) -> float | None:
+    calls = [r["llm_calls"] for r in runs.get(key, []) if "llm_calls" in r]
+    return sum(calls) / len(calls) if calls else None
+
+
+def _bar_rows(res: WorkloadResult, p: Params, runs: dict[str, list[dict[str, Any]]], seed: int) -> None:
+    """Issue 13's targets: N = 3 against the ideal min-of-3 and against N = 1; hedged against both."""
+    if "1" not in runs or "3" not in runs:
+        res.notes.append("no N = 1 and N = 3 runs (quick mode): no comparison with the targets")
+        return
+    ideal3 = min_of_n_samples(3, STEPS, p.median_s, p.sigma, 0.0, p.mc_samples, seed)
+    p95_1, p95_3, p50_1, p50_3 = (_latency(runs, "1", 95), _latency(runs, "3", 95), _latency(runs, "1", 50),
+                                  _latency(runs, "3", 50))
+    ideal95 = percentile(ideal3, 95)
+    if p95_3 is not None:
+        res.rows.append(Row(NAME, "first-of-N N=3: p95 ÷ ideal min-of-3 p95", {"N": 3}, p95_3 / ideal95, 1.0, "x",
+                            target="≤ 1.15x", blast="1.58x (before issue 13)", met=p95_3 / ideal95 <= 1.15))
+    if p50_1 is not None and p50_3 is not None:
+        res.rows.append(Row(NAME, "first-of-N N=3: p50 ÷ N=1's p50", {"N": 3}, p50_3 / p50_1, None, "x",
+                            target="< 1x", blast="1.10x (before issue 13)", met=p50_3 < p50_1))
+    if "hedged" not in runs or p95_1 is None or p95_3 is None:
+        return
+    p95_h, calls_h, calls_1 = _latency(runs, "hedged", 95), _calls(runs, "hedged"), _calls(runs, "1")
+    gain3 = p95_1 - p95_3
+    if p95_h is not None and gain3 > 0:
+        share = (p95_1 - p95_h) / gain3
+        res.rows.append(Row(NAME, "hedged: share of N=3's p95 gain over N=1", {"N": 3, "q": p.hedge_quantile},
+                            share, 1.0, "share", better="higher", target="≥ 80%", met=share >= 0.8,
+                            note=f"p95 N=1 {p95_1:.3f}s, N=3 {p95_3:.3f}s, hedged {p95_h:.3f}s"))
+    elif p95_h is not None:
+        res.rows.append(Row(NAME, "hedged: share of N=3's p95 gain over N=1", {"N": 3, "q": p.hedge_quantile},
+                            None, 1.0, "share", better="higher", target="≥ 80%",
+                            note=f"N=3 gained nothing over N=1 at p95 here (N=1 {p95_1:.3f}s, N=3 {p95_3:.3f}s, "
+                                 f"hedged {p95_h:.3f}s)"))
+    if calls_h is not None and calls_1:
+        res.rows.append(Row(NAME, "hedged: model calls per task ÷ N=1's", {"N": 3, "q": p.hedge_quantile},
+                            calls_h / calls_1, 1.0, "x", target="≤ 1.5x", met=calls_h / calls_1 <= 1.5))

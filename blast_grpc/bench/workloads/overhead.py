@@ -248,8 +248,12 @@ async def run(ctx: BenchContext) -> WorkloadResult:
     params = {"L": f"{p.latency:g}s", "S": p.steps, "steps": len(over)}
     note = f"{int(g['failures'][0])} tasks failed" if g["failures"][0] else ""
     for q in (50, 99):
-        res.rows.append(Row(NAME, f"engine overhead per step (gRPC), p{q}", params,
-                            percentile(over, q) * 1000 if over else None, None, "ms", note=note))
+        row = Row(NAME, f"engine overhead per step (gRPC), p{q}", params,
+                  percentile(over, q) * 1000 if over else None, None, "ms", note=note)
+        if q == 50:  # issue 13's target; this figure still includes observing the page
+            row.target, row.blast = "< 5 ms", "20 ms (issue 13)"
+            row.met = bool(over) and percentile(over, q) < 0.005
+        res.rows.append(row)
     steps = [(gap, bool(c)) for gap, c in zip(g["gaps"], g["clicks"], strict=True)]
     ideal_step = median([p.latency + (base["click_s"] if c else 0.0) for _, c in steps]) if steps else None
     res.rows.append(Row(NAME, "step time (gRPC), p50", params, median(g["gaps"]) if g["gaps"] else None,
