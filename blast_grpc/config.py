@@ -90,7 +90,7 @@ class Settings(_Strict):
     host: str = "127.0.0.1"
     grpc_port: int = Field(50051, ge=0, le=65535)
     metrics_port: int | None = Field(9464, ge=0, le=65535)
-    workers: int = Field(2, ge=1, le=64)
+    workers: int = Field(2, ge=0, le=64)  # 0: only remote workers (worker_listen)
     runtime_dir: str | None = None
     gateway: bool = True
     gateway_host: str = "127.0.0.1"
@@ -168,6 +168,8 @@ class Settings(_Strict):
     def _worker_tls(self) -> Settings:
         if (self.worker_tls_cert is None) != (self.worker_tls_key is None):
             raise ValueError("worker_tls_cert and worker_tls_key go together: set both or neither")
+        if self.workers == 0 and self.worker_listen is None:
+            raise ValueError("workers is 0 and worker_listen is not set: no worker could ever run a task")
         if self.worker_heartbeat_timeout_s <= self.worker_heartbeat_s:
             raise ValueError(f"worker_heartbeat_timeout_s ({self.worker_heartbeat_timeout_s}) must be longer than "
                              f"worker_heartbeat_s ({self.worker_heartbeat_s})")

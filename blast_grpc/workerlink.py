@@ -77,7 +77,7 @@ def add_port(server: grpc.aio.Server, address: str, settings: Settings) -> int:
     return server.add_secure_port(address, creds) if creds is not None else server.add_insecure_port(address)
 
 
-class _Token(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+class _Token:
     """Adds ``authorization: Bearer <token>`` to every call (works on plain channels too,
     unlike call credentials)."""
 
@@ -90,10 +90,15 @@ class _Token(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInt
         return grpc.aio.ClientCallDetails(details.method, details.timeout, md, details.credentials,
                                           details.wait_for_ready)
 
+
+# grpc.aio files an interceptor under the first kind it is (one class per kind of call).
+class _UnaryToken(_Token, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_unary(self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails,
                                     request: Any) -> Any:
         return await continuation(self._with(details), request)
 
+
+class _StreamToken(_Token, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_stream(self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails,
                                      request: Any) -> Any:
         return await continuation(self._with(details), request)
@@ -102,7 +107,7 @@ class _Token(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInt
 def channel(address: str, settings: Settings, token: str) -> grpc.aio.Channel:
     """A channel to the other side of the link (a remote worker, or the coordinator's worker port)."""
     options = KEEPALIVE + MAX_MESSAGE
-    interceptors = [_Token(token)] if token else []
+    interceptors: list[Any] = [_UnaryToken(token), _StreamToken(token)] if token else []
     if not uses_tls(settings):
         return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
     ca = _read(settings.worker_tls_ca, "worker_tls_ca") if settings.worker_tls_ca else None

@@ -17,7 +17,7 @@ from .workers import WorkerHandle
 
 
 def local_capacity(config: Config) -> int:
-    return max(1, math.ceil(config.constraints.max_concurrent_browsers / config.settings.workers))
+    return max(1, math.ceil(config.constraints.max_concurrent_browsers / max(1, config.settings.workers)))
 
 
 def capacity(w: WorkerHandle, local: int) -> int:
