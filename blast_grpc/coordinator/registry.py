@@ -164,10 +164,11 @@ class Registry(wgrpc.WorkerRegistryServicer):
         return address_problem(r.address)
 
     # --- losing workers --------------------------------------------------------
-    def _lose(self, h: RemoteWorkerHandle, why: str) -> None:
-        log.warning("worker %s (%s) lost: %s; its %d running task(s) go to other workers",
-                    h.worker_id, h.address, why, len(h.running))
-        h.last_exit = f"lost: {why}"
+    def _lose(self, h: RemoteWorkerHandle, why: str, left: bool = False) -> None:
+        if not left or h.running:
+            log.warning("worker %s (%s) lost: %s; its %d running task(s) go to other workers",
+                        h.worker_id, h.address, why, len(h.running))
+        h.last_exit = f"{'left' if left else 'lost'}: {why}"
         h.state = pb.WORKER_STATE_DEAD
         h.died.set()
         # Closing the channel ends its RunTask calls now: the scheduler retries their tasks.
@@ -179,7 +180,7 @@ class Registry(wgrpc.WorkerRegistryServicer):
 
     def _forget(self, h: RemoteWorkerHandle, why: str) -> None:
         if h.state != pb.WORKER_STATE_DEAD:
-            self._lose(h, why)
+            self._lose(h, why, left=True)
         del self._by_id[h.worker_id]
 
     async def _watch_heartbeats(self) -> None:

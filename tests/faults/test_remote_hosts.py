@@ -267,22 +267,27 @@ async def test_a_lost_host_s_tasks_complete_on_the_other(cluster: Cluster, break
         assert "no heartbeat" in c.coordinator_log.read_text()
 
 
-async def test_a_host_that_comes_back_is_the_same_worker(cluster: Cluster) -> None:
+async def test_a_host_that_comes_back_is_the_same_worker_and_drops_what_was_retried(cluster: Cluster) -> None:
     c = await both_hosts(cluster)
     before = {w.worker_id: w.restarts for w in (await c.client.metrics()).workers}
-    c.lab.cut(c.hosts["b"])
-
-    async def lost() -> bool:
-        return any(w.worker_id == "host-b" and w.state == pb.WORKER_STATE_DEAD
-                   for w in (await c.client.metrics()).workers)
-
-    await wait_for(lost, "host b to be declared lost")
+    seen = await run_and_break(c, "b", "cut")  # every task completed (on a, for those cut off on b)
+    cut_off = [tid for tid, evs in seen.items() if "host-b" in hosts_used(evs)]
     c.lab.mend(c.hosts["b"])
     await c.ready("a", "b")
-    ws = [w.worker_id for w in (await c.client.metrics()).workers]
-    assert sorted(ws) == ["host-a", "host-b"]  # reconciled, not listed twice
-    after = {w.worker_id: w.restarts for w in (await c.client.metrics()).workers}
-    assert after["host-b"] == before["host-b"] + 1
+    workers = (await c.client.metrics()).workers
+    assert sorted(w.worker_id for w in workers) == ["host-a", "host-b"]  # reconciled, not listed twice
+    assert {w.worker_id: w.restarts for w in workers}["host-b"] == before["host-b"] + 1
+    # The tasks host b still ran when it came back were retried on a: b drops them.
+    log = c.worker_log("host-b")
+
+    async def dropped() -> list[str]:
+        text = log.read_text()
+        return [tid for tid in cut_off if f"task {tid} was retried elsewhere" in text]
+
+    assert await wait_for(dropped, "host b to drop the tasks retried elsewhere")
+    for tid, live in seen.items():  # nothing of theirs arrived after they ended
+        replay = [ev async for ev in c.client.watch(tid, from_seq=1)]
+        assert [e.seq for e in replay] == [e.seq for e in live], tid
     task = await c.client.run(tour(c, "Asia"))
     assert task.state == pb.TASK_STATE_COMPLETED and task.success
 
