@@ -34,4 +34,5 @@ def most_free(candidates: list[WorkerHandle], local: int) -> WorkerHandle | None
     room = [w for w in candidates if has_room(w)]
     if not room:
         return None
-    return max(room, key=lambda w: (1 - len(w.running) / capacity(w, local), -len(w.running)))
+    # Ties (often: short tasks leave every worker empty) go to the bigger free room.
+    return max(room, key=lambda w: (1 - len(w.running) / capacity(w, local), capacity(w, local) - len(w.running)))
