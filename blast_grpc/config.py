@@ -167,12 +167,13 @@ class Settings(_Strict):
     @model_validator(mode="after")
     def _worker_tls(self) -> Settings:
         if (self.worker_tls_cert is None) != (self.worker_tls_key is None):
-            raise ValueError("worker_tls_cert and worker_tls_key go together: set both or neither")
+            raise ValueError("settings.worker_tls_cert and settings.worker_tls_key go together: set both or neither")
         if self.workers == 0 and self.worker_listen is None:
-            raise ValueError("workers is 0 and worker_listen is not set: no worker could ever run a task")
+            raise ValueError("settings.workers is 0 and settings.worker_listen is not set: no worker could ever "
+                             "run a task")
         if self.worker_heartbeat_timeout_s <= self.worker_heartbeat_s:
-            raise ValueError(f"worker_heartbeat_timeout_s ({self.worker_heartbeat_timeout_s}) must be longer than "
-                             f"worker_heartbeat_s ({self.worker_heartbeat_s})")
+            raise ValueError(f"settings.worker_heartbeat_timeout_s ({self.worker_heartbeat_timeout_s}) must be longer "
+                             f"than settings.worker_heartbeat_s ({self.worker_heartbeat_s})")
         return self
 
     @model_validator(mode="after")
