@@ -93,7 +93,7 @@ class Settings(_Strict):
     host: str = "127.0.0.1"
     grpc_port: int = Field(50051, ge=0, le=65535)
     metrics_port: int | None = Field(9464, ge=0, le=65535)
-    workers: int = Field(2, ge=1, le=64)
+    workers: int = Field(2, ge=0, le=64)  # 0: only remote workers (worker_listen)
     runtime_dir: str | None = None
     gateway: bool = True
     gateway_host: str = "127.0.0.1"
@@ -165,12 +165,33 @@ class Settings(_Strict):
     worker_restart_backoff_max_s: float = Field(30.0, ge=0)
     task_retries_on_worker_death: int = Field(1, ge=0, le=10)
     drain_timeout_s: float = Field(30.0, ge=0)
+    # remote workers (coordinator/registry.py, worker/remote.py): README "Adding a host"
+    worker_listen: str | None = None  # "HOST:PORT" remote workers join at; None: local workers only
+    worker_token: str | None = None  # or BLAST_WORKER_TOKEN; required when worker_listen is set
+    worker_tls_cert: str | None = None  # PEM: the certificate each side serves (coordinator and remote workers)
+    worker_tls_key: str | None = None
+    worker_tls_ca: str | None = None  # PEM: the CA the other side's certificate must chain to
+    worker_heartbeat_s: float = Field(2.0, gt=0)
+    worker_heartbeat_timeout_s: float = Field(10.0, gt=0)
+    worker_max_contexts: int = Field(8, ge=1, le=1000)  # browser contexts a remote worker runs at once
 
 
     @field_validator("context_memory_estimate", "log_file_max_bytes", "extraction_max_page_bytes", mode="before")
     @classmethod
     def _estimate(cls, v: Any) -> int:
         return parse_size(v)
+
+    @model_validator(mode="after")
+    def _worker_tls(self) -> Settings:
+        if (self.worker_tls_cert is None) != (self.worker_tls_key is None):
+            raise ValueError("settings.worker_tls_cert and settings.worker_tls_key go together: set both or neither")
+        if self.workers == 0 and self.worker_listen is None:
+            raise ValueError("settings.workers is 0 and settings.worker_listen is not set: no worker could ever "
+                             "run a task")
+        if self.worker_heartbeat_timeout_s <= self.worker_heartbeat_s:
+            raise ValueError(f"settings.worker_heartbeat_timeout_s ({self.worker_heartbeat_timeout_s}) must be longer "
+                             f"than settings.worker_heartbeat_s ({self.worker_heartbeat_s})")
+        return self
 
     @model_validator(mode="after")
     def _chunks(self) -> Settings:

@@ -56,12 +56,13 @@ class Sim:
         httpx.post(f"{self.root}/sim/reset").raise_for_status()
 
 
-@pytest.fixture(scope="session")
-def sim() -> Iterator[Sim]:
+@contextlib.contextmanager
+def sim_process(host: str = "127.0.0.1") -> Iterator[Sim]:
+    """A simulated model server listening on ``host`` (tests/netns.py hosts need one on their bridge)."""
     with tempfile.TemporaryDirectory() as d:
         ready = Path(d) / "sim.json"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "blast_grpc", "sim-llm", "--port", "0", "--ready-file", str(ready),
+            [sys.executable, "-m", "blast_grpc", "sim-llm", "--host", host, "--port", "0", "--ready-file", str(ready),
              "--scenarios", str(ROOT / "blast_grpc" / "sim" / "scenarios"), "--scenarios", str(TEST_SCENARIOS),
              "--latency", str(TEST_SIM / "latency.yaml"), "--policy", "miniwob"],
             start_new_session=True,
@@ -71,6 +72,12 @@ def sim() -> Iterator[Sim]:
             yield Sim(str(info["base_url"]))
         finally:
             stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+def sim() -> Iterator[Sim]:
+    with sim_process() as s:
+        yield s
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,13 @@ probes need no secret. Keys are compared in constant time and never logged.
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import grpc
 
 OPEN_METHODS = ("/grpc.health.v1.Health/",)
+log = logging.getLogger("blast_grpc.auth")
 
 
 def _key_from(metadata: Any) -> str:
@@ -26,6 +28,10 @@ def _key_from(metadata: Any) -> str:
 
 
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
+    # What the key is called and where it is set, for the refusal's message.
+    what = "API key"
+    where = "settings.api_keys / BLAST_API_KEYS"
+
     def __init__(self, keys: list[str]) -> None:
         self._keys = [k.encode() for k in keys]
 
@@ -42,9 +48,24 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         given = _key_from(details.invocation_metadata)
         if handler is None or (details.method or "").startswith(OPEN_METHODS) or self._allowed(given):
             return handler
-        why = "wrong API key" if given else "no API key"
-        return _refusing(handler, f"{why}: send metadata 'authorization: Bearer <key>' "
-                                  "(settings.api_keys / BLAST_API_KEYS)")
+        why = f"wrong {self.what}" if given else f"no {self.what}"
+        self.refused(details.method or "", why)
+        return _refusing(handler, f"{why}: send metadata 'authorization: Bearer <key>' ({self.where})")
+
+    def refused(self, method: str, why: str) -> None:
+        """Called for each refused call (API callers are not logged: the client sees the error)."""
+
+
+class WorkerTokenInterceptor(ApiKeyInterceptor):
+    """The worker token (``settings.worker_token``) between the coordinator and remote workers:
+    on the coordinator's worker port and on each remote worker's WorkerService. A refused
+    worker is logged, since nobody else would see why a host never joins."""
+
+    what = "worker token"
+    where = "settings.worker_token / BLAST_WORKER_TOKEN"
+
+    def refused(self, method: str, why: str) -> None:
+        log.warning("refused a worker call to %s: %s", method, why)
 
 
 def _refusing(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:

@@ -34,6 +34,7 @@ from ..config import Config
 from ..supervise import TaskSet, fault_point
 from ..worker.exits import EXITING_METADATA
 from .budget import Budget
+from .placement import has_room, local_capacity, most_free
 from .subtask_plan import inherited_plan
 from .tasks import TaskRecord, TaskStore, add_usage
 from .telemetry import Telemetry
@@ -76,6 +77,7 @@ class Scheduler:
         self.memory_now = 0
         self._memory_waiting: set[str] = set()
         self._trim: asyncio.Task[None] | None = None
+        self._local_capacity = local_capacity(config)
 
     # --- queue -----------------------------------------------------------------
     @staticmethod
@@ -142,8 +144,8 @@ class Scheduler:
             return None
         avoid = self._avoid.get(rec.task_id)
         candidates = [w for w in ready if w.worker_id != avoid] or ready
-        home = [w for w in candidates if w.worker_id == rec.prefer_worker]
-        return home[0] if home else min(candidates, key=lambda w: len(w.running))
+        home = [w for w in candidates if w.worker_id == rec.prefer_worker and has_room(w)]
+        return home[0] if home else most_free(candidates, self._local_capacity)
 
     def _dispatch(self) -> None:
         limit = self.config.constraints.max_concurrent_browsers

@@ -48,6 +48,7 @@ from ..config import Config
 from ..httpserve import EmbeddedServer
 from ..procutil import write_ready_file
 from ..supervise import TaskSet, first_of
+from ..workerlink import worker_token
 from .auth import ApiKeyInterceptor
 from .broker import TaskBroker
 from .budget import Budget
@@ -60,6 +61,7 @@ from .persist import TaskDatabase
 from .prewarm import Prewarmer
 from .prometheus import metrics_app
 from .reflection import enable_reflection
+from .registry import WorkerPort
 from .rundir import RuntimeDir
 from .scheduler import Scheduler
 from .service import BlastService
@@ -94,7 +96,8 @@ class Coordinator:
         self.store.on_finished.append(self.scheduler.telemetry.ended)  # counts every task's end
         self.cache = (Cache(s.cache_path, s.persist_cache) if s.cache_results or s.cache_plans else None)
         self.launcher = Launcher(config, self.store, self.scheduler, self.cache)
-        self.service = BlastService(config, self.store, self.scheduler, self.launcher, self.workers)
+        self.prewarmer = Prewarmer(lambda: self.workers)  # contexts for announced subtasks, on any worker
+        self.service = BlastService(config, self.store, self.scheduler, self.launcher, lambda: self.workers)
         # Workers call back (launch subtasks, wait for them) on an internal socket only.
         self.broker_address = f"unix://{self.runtime_dir}/broker.sock"
         self.internal = grpc.aio.server()
@@ -111,10 +114,18 @@ class Coordinator:
         self.metrics_server: EmbeddedServer | None = None
         self.gateway = (GatewayProcess(config, self.config_path, self.runtime_dir, keys, self.orphans)
                         if s.gateway else None)
+        # Workers on other hosts join here (registry.py); None: local workers only.
+        self.worker_port = (WorkerPort(config, worker_token(s), self._broker(),
+                                       {h.worker_id for h in self.supervisor.handles}, self._worker_changed, self.tasks)
+                            if s.worker_listen else None)
+
+    def _broker(self) -> TaskBroker:
+        return TaskBroker(self.config, self.store, self.launcher, self.scheduler, self.budget, self.prewarmer)
 
     @property
     def workers(self) -> list[WorkerHandle]:
-        return self.supervisor.handles
+        remote = self.worker_port.registry.handles if self.worker_port is not None else []
+        return self.supervisor.handles + remote
 
     def _history(self, rec: TaskRecord) -> list[wpb.PriorTask]:
         return [wpb.PriorTask(description=p.spec.description, result=p.result or p.error)
@@ -158,9 +169,7 @@ class Coordinator:
         self.port = self.server.add_insecure_port(f"{s.host}:{s.grpc_port}")
         if self.port == 0:
             raise SystemExit(f"cannot listen on {s.host}:{s.grpc_port} (settings.host / settings.grpc_port)")
-        wgrpc.add_TaskBrokerServiceServicer_to_server(TaskBroker(self.config, self.store, self.launcher, self.scheduler, self.budget,
-                                                                 Prewarmer(lambda: self.workers)),
-                                                      self.internal)
+        wgrpc.add_TaskBrokerServiceServicer_to_server(self._broker(), self.internal)
         self.internal.add_insecure_port(self.broker_address)
         await self.internal.start()
         self.scheduler.start()
@@ -176,6 +185,8 @@ class Coordinator:
         except ChromiumNotFound as exc:
             raise SystemExit(f"blast-grpc: {exc}") from None
         log.info("Chromium: %s", chromium)
+        if self.worker_port is not None:
+            await self.worker_port.start()
         await self.supervisor.start(chromium)
         await self.server.start()
         if s.metrics_port is not None:
@@ -222,6 +233,8 @@ class Coordinator:
         await self.internal.stop(grace=0.5)
         if self.metrics_server is not None:
             await self.metrics_server.stop()
+        if self.worker_port is not None:
+            await self.worker_port.stop()
         await self.supervisor.stop()
         await self.tasks.aclose()  # the memory sampler, the retention loop, anything left
         if self.cache is not None:
@@ -236,6 +249,7 @@ def _without_keys(config: Config) -> Config:
     """The config the workers and the gateway read from disk: no API keys (never on disk)."""
     safe = config.model_copy(deep=True)
     safe.settings.api_keys = []
+    safe.settings.worker_token = None
     return safe
 
 
@@ -260,6 +274,7 @@ async def run_coordinator(config: Config, ready_file: str | None = None) -> int:
                 "gateway_url": coord.gateway.url if coord.gateway else None,
                 "pid": os.getpid(),
                 "runtime_dir": str(coord.runtime_dir),
+                "worker_port": coord.worker_port.port if coord.worker_port else None,
             })
         await first_of(stop, coord.tasks.failed)
         crashed = coord.tasks.failed.is_set()

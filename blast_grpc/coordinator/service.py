@@ -14,7 +14,7 @@ A ``RunTask`` owns its task, so there the task is cancelled and its end streamed
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, NoReturn
+from typing import AsyncIterator, Callable, NoReturn
 from urllib.parse import urlparse
 
 import grpc
@@ -57,12 +57,12 @@ def initial_url_problem(url: str, field: str = "spec.initial_url") -> str | None
 
 class BlastService(bgrpc.BlastServiceServicer):
     def __init__(self, config: Config, store: TaskStore, scheduler: Scheduler, launcher: Launcher,
-                 workers: list[WorkerHandle]) -> None:
+                 workers: Callable[[], list[WorkerHandle]]) -> None:
         self.config = config
         self.store = store
         self.scheduler = scheduler
         self.launcher = launcher
-        self.workers = workers
+        self.workers = workers  # local and remote, as they are now
         self.draining = False
         self.closing = False  # the engine is stopping: open watches end (close_watches)
         self.llm_problem = config.llm_problem()
@@ -204,4 +204,4 @@ class BlastService(bgrpc.BlastServiceServicer):
         return pb.ListTasksResponse(tasks=[self._proto(r) for r in recs[: request.limit or 100]])
 
     async def GetMetrics(self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext) -> pb.GetMetricsResponse:
-        return await collect_metrics(self.store, self.scheduler, self.workers)
+        return await collect_metrics(self.store, self.scheduler, self.workers())

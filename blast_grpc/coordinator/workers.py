@@ -120,6 +120,8 @@ class Supervisor:
     async def start(self, chromium: str) -> None:
         """Start every worker and wait until at least one is ready (or all failed once)."""
         self.chromium = chromium
+        if not self.handles:  # workers: 0, every worker is remote (coordinator/registry.py)
+            return
         for h in self.handles:
             self._tasks[h.worker_id] = self.tasks.spawn(self._keep_alive(h), name=f"supervise-{h.worker_id}")
         try:

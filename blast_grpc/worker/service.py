@@ -107,6 +107,8 @@ class WorkerService(wgrpc.WorkerServiceServicer):
         self.secrets = secrets or Secrets()
         # Running tasks' update queues and agents; None in a queue means "the browser is gone".
         self._running: dict[str, tuple[asyncio.Queue[wpb.RunTaskResponse | None], Agent]] = {}
+        self._none_running = asyncio.Event()  # a remote worker's drain waits on it (remote.py)
+        self._none_running.set()
         self.lost_reason = ""  # set once the browser died (or the worker stops after a crashed loop)
         self.lost_action = ""  # the action of the last step a running task then reports
         # Only with a cost limit does an LLM call ask the coordinator first (AwaitBudget).
@@ -120,6 +122,20 @@ class WorkerService(wgrpc.WorkerServiceServicer):
         self.lost_action = action
         for queue, _ in self._running.values():
             queue.put_nowait(None)
+
+    def running_ids(self) -> list[str]:
+        return sorted(self._running)
+
+    def idle_event(self) -> asyncio.Event:
+        """Set while no task runs here."""
+        return self._none_running
+
+    def drop(self, task_id: str, reason: str) -> None:
+        """End a task the coordinator no longer expects from this worker (a remote worker that
+        was cut off: the task was retried elsewhere). Its stream, if still open, says why."""
+        entry = self._running.get(task_id)
+        if entry is not None:
+            entry[0].put_nowait(wpb.RunTaskResponse(failed=pb.TaskFailed(error=reason)))
 
     def _lost_step(self, agent: Agent, attempt: int) -> wpb.RunTaskResponse:
         retries = self.config.settings.task_retries_on_worker_death
@@ -201,6 +217,7 @@ class WorkerService(wgrpc.WorkerServiceServicer):
                       else None,
                       replay=request.replay, secrets=self.secrets)
         self._running[task_id] = (queue, agent)
+        self._none_running.clear()
         runner = asyncio.create_task(self._drive(agent, session, request, queue), name=f"agent-{task_id}")
         ended = False
         try:
@@ -223,6 +240,8 @@ class WorkerService(wgrpc.WorkerServiceServicer):
             # Nothing here may await: the coordinator cancels this handler as soon as it has the
             # task's end, and an await would be interrupted with the context neither kept nor closed.
             del self._running[task_id]
+            if not self._running:
+                self._none_running.set()
             runner.cancel()
             self.idle.adopt(self._finish(task_id, runner, session, keep=ended), f"finish-{task_id}")
 
