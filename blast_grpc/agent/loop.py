@@ -194,7 +194,7 @@ class Agent:
                 return outcome
         raise AgentFailed(f"step limit reached ({s.max_steps} steps) without an answer")
 
-    async def _start(self, session: HasPage, browser: Browser, initial_url: str, task_msg: str,
+    async def _start(self, session: HasPage, browser: PageActions, initial_url: str, task_msg: str,
                      replayer: Replayer, parent_plan: str) -> str:
         """Open ``initial_url`` and write the plan; returns this task's own plan ('' if none).
 

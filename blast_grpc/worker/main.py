@@ -54,8 +54,8 @@ from .egress import Egress
 from .exits import EXIT_BROWSER_LOST, EXIT_LOOP_CRASHED, EXIT_REFUSED
 from .navigation import UrlPolicy
 from .navigation import install as install_policy
-from .resources import blocked_resource_types
 from .remote import RemoteLink, default_worker_id
+from .resources import blocked_resource_types
 from .service import WorkerService
 
 log = logging.getLogger("blast_grpc.worker")
