@@ -69,7 +69,7 @@ def _ts(seconds: float) -> Timestamp:
 
 def test_telemetry_counts_ends_and_times_runs() -> None:
     t, store = Telemetry(), TaskStore()
-    store.on_new.append(t.track)
+    store.on_finished.append(t.ended)
     top = store.new(pb.TaskSpec(description="top"))
     sub = store.new(pb.TaskSpec(description="sub"), top)
     never = store.new(pb.TaskSpec(description="cancelled while queued"))
@@ -77,9 +77,9 @@ def test_telemetry_counts_ends_and_times_runs() -> None:
     sub.created_at, sub.started_at = _ts(102), _ts(102.25)
     t.started(top)
     t.started(sub)
-    sub.finish(pb.TASK_STATE_FAILED, error="x")
-    top.finish(pb.TASK_STATE_COMPLETED, result="r", success=True)
-    never.finish(pb.TASK_STATE_CANCELLED, error="c")
+    store.finish(sub, pb.TASK_STATE_FAILED, error="x")
+    store.finish(top, pb.TASK_STATE_COMPLETED, result="r", success=True)
+    store.finish(never, pb.TASK_STATE_CANCELLED, error="c")
     assert t.finished == {"completed": 1, "failed": 1, "cancelled": 1}
     assert t.finished_counts() == pb.TaskCounts(completed=1, failed=1, cancelled=1)
     text = render(pb.GetMetricsResponse(), t.collectors())[0].decode()
@@ -94,13 +94,13 @@ def test_telemetry_counts_ends_and_times_runs() -> None:
 
 def test_telemetry_execution_seconds_are_top_level_run_times() -> None:
     t, store = Telemetry(), TaskStore()
-    store.on_new.append(t.track)
+    store.on_finished.append(t.ended)
     top = store.new(pb.TaskSpec(description="top"))
     sub = store.new(pb.TaskSpec(description="sub"), top)
     for rec in (top, sub):
         rec.started_at = _ts(0)
         # finish() stamps finished_at with the clock; a record that started at the epoch ran "now" seconds
-        rec.finish(pb.TASK_STATE_COMPLETED, result="r", success=True)
+        store.finish(rec, pb.TASK_STATE_COMPLETED, result="r", success=True)
     assert top.finished_at is not None
     assert t.execution_seconds == top.finished_at.ToNanoseconds() / 1e9  # the subtask is not added
 
