@@ -45,6 +45,7 @@ from .._proto.blast.worker.v1 import worker_pb2 as wpb
 from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
 from ..access import api_keys, is_loopback
 from ..chromium import ChromiumNotFound, find_chromium
+from ..client import ENGINE_SHUTDOWN_REASON
 from ..config import Config
 from ..httpserve import EmbeddedServer
 from ..procutil import write_ready_file
@@ -204,7 +205,7 @@ class Coordinator:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.scheduler.wait_idle(self.config.settings.drain_timeout_s if timeout is None else timeout)
         # With a task database, queued tasks wait there for the next start.
-        await self.scheduler.stop("the engine is shutting down", keep_queued=self.task_db is not None)
+        await self.scheduler.stop(ENGINE_SHUTDOWN_REASON, keep_queued=self.task_db is not None)
         # Watchers of tasks that stay queued are told so; then the gateway goes: its clients
         # waiting on a task have received its end, or that it waits for the next start.
         self.service.close_watches()
