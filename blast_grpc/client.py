@@ -28,6 +28,10 @@ from ._proto.blast.v1 import blast_pb2_grpc as bgrpc
 from .blast_metrics import blast_metrics
 from .states import TERMINAL_EVENTS
 
+# The reason of a task the engine cancelled because it is stopping (a RunTask's queued task,
+# or what was left after the drain): nothing is wrong with the task; submit it again.
+ENGINE_SHUTDOWN_REASON = "the engine is shutting down"
+
 
 def make_spec(task: str, initial_url: str = "", previous_task_id: str = "",
               cache_control: list[str] | None = None, metadata: dict[str, str] | None = None,

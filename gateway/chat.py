@@ -5,7 +5,9 @@ role at once, SSE comments as heartbeats while the browser works, then the answe
 in pieces, ``finish_reason: "stop"``, the usage chunk (with
 ``stream_options.include_usage``) and ``[DONE]``.
 
-A task that fails or is cancelled has no answer: without streaming that is a 500
+A task the engine cancelled because it is stopping (``RunTask`` ties a queued task to
+its request) is a 503 ``engine_unavailable``, retryable: nothing is wrong with the task.
+Any other task that fails or is cancelled has no answer: without streaming that is a 500
 (``code`` ``task_failed`` / ``task_cancelled``, marked not retryable, since a retry
 would rerun the whole browsing task); in a stream it is an ``{"error": ...}`` chunk,
 which the SDKs raise as ``APIError``. An agent that gives up (``done(success=False)``)
@@ -35,10 +37,11 @@ from starlette.responses import Response as HttpResponse
 from starlette.routing import Route
 
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
+from blast_grpc.client import ENGINE_SHUTDOWN_REASON
 
 from .backend import Backend, Run, is_root_end
 from .convert import Tokens, chat_id, chunk_text, completion_usage, seconds, tree_tokens
-from .errors import ApiError, from_grpc
+from .errors import ApiError, engine_stopped, from_grpc
 from .sse import ClientGone, EventStream, frame, raw_frame, run_unless_disconnected
 from .state import json_response, read_json, state
 from .submission import CHAT_PARAMS, chat_submission, include_usage
@@ -71,6 +74,8 @@ def task_error(end: pb.TaskEvent) -> ApiError | None:
             return None
         return ApiError(500, f"The agent could not do the task: {end.completed.result or 'it gave no reason'}",
                         type="server_error", code="task_unsuccessful", retry=False)
+    if end.HasField("cancelled") and end.cancelled.reason == ENGINE_SHUTDOWN_REASON:
+        return engine_stopped()
     if end.HasField("failed"):
         return ApiError(500, f"The task failed: {end.failed.error}", type="server_error", code="task_failed",
                         retry=False)

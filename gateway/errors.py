@@ -193,6 +193,13 @@ def from_validation(exc: ValidationError) -> ApiError:
     return ApiError(400, f"Invalid value for '{param}': {msg} (got {got}).", param=param, code="invalid_value")
 
 
+def engine_stopped() -> ApiError:
+    """A foreground task the engine cancelled because it is shutting down: a 503 to retry
+    (elsewhere, or once the engine is back); the task itself was fine."""
+    return ApiError(503, "The engine is shutting down and cancelled the task; submit it again.",
+                    type="server_error", code="engine_unavailable", retry=True)
+
+
 def invalid(param: str, message: str, code: str = "invalid_value") -> ApiError:
     """A 400 about one request parameter."""
     return ApiError(400, message, param=param, code=code)

@@ -41,7 +41,8 @@ ERROR_STATUSES: dict[int, str] = {
     500: "An internal error; the engine refused the gateway's own API key (`engine_auth_failed`); or (chat) a "
          "task that failed, was cancelled, or whose agent gave up (`task_failed` / `task_cancelled` / "
          "`task_unsuccessful`). The last four are not retryable.",
-    503: "The engine (coordinator) is unavailable.",
+    503: "The engine (coordinator) is unavailable, or it is shutting down and cancelled the request's task "
+         "before it started (submit it again).",
     504: "The engine did not answer in time.",
 }
 ENGINE = (500, 503, 504)  # every operation that calls the coordinator can get these

@@ -27,11 +27,12 @@ from starlette.responses import Response as HttpResponse
 from starlette.routing import Route
 
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
+from blast_grpc.client import ENGINE_SHUTDOWN_REASON
 from blast_grpc.states import TERMINAL_STATES
 
 from .backend import Backend
 from .convert import STATUS, response_id, seconds, task_id_of, tree_tokens
-from .errors import ApiError, from_grpc, invalid
+from .errors import ApiError, engine_stopped, from_grpc, invalid
 from .events import ResponseBase, ResponseEvents
 from .sse import ClientGone, EventStream, frame, run_unless_disconnected
 from .state import json_response, read_json, state
@@ -85,6 +86,8 @@ async def _final(backend: Backend, tr: ResponseEvents, source: AsyncGenerator[pb
             last = e
     if isinstance(last, ResponseErrorEvent):
         raise ApiError(503, last.message, type="server_error", code=last.code)
+    if tr.end is not None and tr.end.HasField("cancelled") and tr.end.cancelled.reason == ENGINE_SHUTDOWN_REASON:
+        raise engine_stopped()  # not the client's doing: a 503 to retry, as for a refused submit
     assert last is not None and last.type in TERMINAL_EVENT_TYPES
     return last.response  # type: ignore[union-attr]
 

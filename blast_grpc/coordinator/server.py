@@ -44,6 +44,7 @@ from .._proto.blast.worker.v1 import worker_pb2 as wpb
 from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
 from ..access import api_keys, is_loopback
 from ..chromium import ChromiumNotFound, find_chromium
+from ..client import ENGINE_SHUTDOWN_REASON
 from ..config import Config
 from ..httpserve import EmbeddedServer
 from ..procutil import write_ready_file
@@ -223,7 +224,7 @@ class Coordinator:
         await self.scheduler.wait_idle(self.config.settings.drain_timeout_s if timeout is None else timeout)
         self.launcher.hedger.close()  # no held-back first-of-N copy starts from here on
         # With a task database, queued tasks wait there for the next start.
-        await self.scheduler.stop("the engine is shutting down", keep_queued=self.task_db is not None)
+        await self.scheduler.stop(ENGINE_SHUTDOWN_REASON, keep_queued=self.task_db is not None)
         # Watchers of tasks that stay queued are told so; then the gateway goes: its clients
         # waiting on a task have received its end, or that it waits for the next start.
         self.service.close_watches()

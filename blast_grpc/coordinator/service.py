@@ -21,6 +21,7 @@ import grpc
 
 from .._proto.blast.v1 import blast_pb2 as pb
 from .._proto.blast.v1 import blast_pb2_grpc as bgrpc
+from ..client import ENGINE_SHUTDOWN_REASON
 from ..config import Config, model_name
 from .launch import Launcher
 from .metrics import collect_metrics
@@ -158,7 +159,7 @@ class BlastService(bgrpc.BlastServiceServicer):
                 seq = ev.seq
                 yield pb.RunTaskResponse(event=ev)
             if not rec.done:  # the engine is stopping: the task ends with this stream
-                self.scheduler.cancel(rec, "the engine is shutting down")
+                self.scheduler.cancel(rec, ENGINE_SHUTDOWN_REASON)
                 async for ev in rec.watch(seq + 1):
                     yield pb.RunTaskResponse(event=ev)
         except asyncio.CancelledError:

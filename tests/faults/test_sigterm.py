@@ -7,8 +7,11 @@ completion runs a ~4 s task; a second one waits in the queue behind it. Then SIG
 * new submissions are refused at once: gRPC UNAVAILABLE, and 503 in OpenAI's shape through
   the gateway, each saying the engine is shutting down;
 * the running completion gets its real answer (200, the task's result);
-* the queued task does not start: its waiting client gets an OpenAI-shaped 503 saying it
-  stays queued, and the next start of the engine runs it;
+* the queued task does not start. Its waiting gateway client ran it with ``RunTask``, whose
+  task lives as long as its request, so the engine cancels it and the client gets an
+  OpenAI-shaped, retryable 503 saying to submit it again (no task runs later that nobody
+  reads); a queued task submitted with ``SubmitTask`` stays queued, and the next start of
+  the engine runs it;
 * the coordinator exits 0.
 """
 
@@ -65,10 +68,12 @@ async def test_sigterm_refuses_new_work_keeps_the_queue_and_answers_running_clie
             await wait_for(started, "the first task to start")
             waiting = asyncio.ensure_future(http.post("/v1/chat/completions", json=_chat(queued_task)))
             pending.append(waiting)
+            kept_id = (await eng.client.submit(queued_task)).task_id  # SubmitTask: kept for the next start
 
             async def queued() -> list[pb.Task]:
                 return [t for t in await eng.client.list_tasks()
-                        if t.spec.description == queued_task and t.state == pb.TASK_STATE_QUEUED]
+                        if t.spec.description == queued_task and t.state == pb.TASK_STATE_QUEUED
+                        and t.task_id != kept_id]
 
             queued_id = (await wait_for(queued, "the second task to be queued"))[0].task_id
 
@@ -86,8 +91,8 @@ async def test_sigterm_refuses_new_work_keeps_the_queue_and_answers_running_clie
             assert rest.status_code == 503, rest.text
             assert rest.json()["error"]["code"] == "engine_unavailable"
             assert "shutting down" in rest.json()["error"]["message"]
-            # The queued task is not started while the running one finishes.
-            assert (await eng.client.get_task(queued_id)).state == pb.TASK_STATE_QUEUED
+            # The queued tasks are not started while the running one finishes.
+            assert (await eng.client.get_task(kept_id)).state == pb.TASK_STATE_QUEUED
 
             answer = await running
             assert answer.status_code == 200, answer.text
@@ -96,7 +101,9 @@ async def test_sigterm_refuses_new_work_keeps_the_queue_and_answers_running_clie
             told = await waiting
             assert told.status_code == 503, told.text
             assert told.headers["content-type"].startswith("application/json")
-            assert "stays queued" in told.json()["error"]["message"]
+            assert told.headers["x-should-retry"] == "true"
+            assert told.json()["error"]["code"] == "engine_unavailable"
+            assert "submit it again" in told.json()["error"]["message"]
         assert await asyncio.wait_for(eng.proc.wait(), NO_HANG_S) == 0
     finally:
         for f in pending:
@@ -105,7 +112,9 @@ async def test_sigterm_refuses_new_work_keeps_the_queue_and_answers_running_clie
         await eng.stop()
 
     async with Engine.create(overrides=overrides) as again:
-        events = [ev async for ev in again.client.watch(queued_id)]
+        events = [ev async for ev in again.client.watch(kept_id)]
+        dropped = await again.client.get_task(queued_id)
+    assert dropped.state == pb.TASK_STATE_CANCELLED and "shutting down" in dropped.error, dropped
     kinds = [e.WhichOneof("kind") for e in events]
     assert kinds.count("started") == 1 and events[-1].HasField("completed"), kinds
     assert GORILLAS["Oceania"].name in events[-1].completed.result
