@@ -27,6 +27,7 @@ from .backend import Backend
 from .convert import STATUS, TERMINAL_STATES, response_id, seconds, task_id_of, tree_tokens
 from .errors import ApiError, from_grpc, invalid
 from .events import ResponseBase, ResponseEvents
+from .human import TurnEvents, answer_turn
 from .protocol import RESPONSES_PARAMS, responses_submission
 from .sse import ClientGone, EventStream, frame, run_unless_disconnected
 from .state import json_response, read_json, state
@@ -102,18 +103,23 @@ async def _get_task(backend: Backend, rid: str) -> pb.Task:
 
 
 async def create(request: Request) -> HttpResponse | EventStream:
-    """``POST /v1/responses``."""
+    """``POST /v1/responses``; one whose input answers an ``ask_human`` call continues that task (human.py)."""
     st = state(request)
-    sub = responses_submission(await read_json(request), st.default_model)
-    req, model, spec, prev = sub.request, sub.model, sub.spec, sub.request.previous_response_id
-    try:
-        task = await st.backend.submit(spec)
-    except grpc.aio.AioRpcError as exc:
-        raise from_grpc(exc, RESPONSES_PARAMS) from None
-    base = ResponseBase(id=response_id(task.task_id), created_at=seconds(task.created_at), model=model,
-                        instructions=req.instructions, metadata=req.metadata, previous_response_id=prev,
-                        background=req.background)
-    tr = ResponseEvents(base, task.task_id)
+    body = await read_json(request)
+    turn = await answer_turn(st.backend, body, st.default_model)
+    if turn is not None:
+        req, task, tr = turn
+    else:
+        sub = responses_submission(body, st.default_model)
+        req, model, spec, prev = sub.request, sub.model, sub.spec, sub.request.previous_response_id
+        try:
+            task = await st.backend.submit(spec)
+        except grpc.aio.AioRpcError as exc:
+            raise from_grpc(exc, RESPONSES_PARAMS) from None
+        base = ResponseBase(id=response_id(task.task_id), created_at=seconds(task.created_at), model=model,
+                            instructions=req.instructions, metadata=req.metadata, previous_response_id=prev,
+                            background=req.background)
+        tr = TurnEvents(base, task.task_id)
 
     async def cancel() -> None:
         await st.backend.cancel_quietly(task.task_id, "the client closed the connection")
@@ -132,10 +138,10 @@ async def create(request: Request) -> HttpResponse | EventStream:
 
 async def _current(backend: Backend, task: pb.Task, base: ResponseBase) -> Response:
     """The response of ``task`` as it stands (final when the task has ended)."""
-    tr = ResponseEvents(base, task.task_id)
+    tr = TurnEvents(base, task.task_id)
     for ev in await backend.events_so_far(task):
         tr.feed(ev)
-    if task.state not in TERMINAL_STATES:
+    if task.state not in TERMINAL_STATES and tr.end is None:  # tr.end: a question ended the turn
         return tr.snapshot(STATUS[task.state])
     return tr.final(task, tree_tokens(task))
 
@@ -165,7 +171,7 @@ async def retrieve(request: Request) -> HttpResponse | EventStream:
     task = await _get_task(st.backend, rid)
     base = ResponseBase.of_task(task, st.default_model)
     if stream == "true":
-        return EventStream(_frames(stream_events(st.backend, ResponseEvents(base, task.task_id)), after))
+        return EventStream(_frames(stream_events(st.backend, TurnEvents(base, task.task_id)), after))
     return json_response(await _current(st.backend, task, base))
 
 
