@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -42,7 +43,7 @@ from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 
 from .backend import Backend
 from .convert import RESPONSE_PREFIX, Tokens, response_id
-from .errors import from_grpc, invalid
+from .errors import ApiError, from_grpc, invalid
 from .events import ResponseBase, ResponseEvents
 from .protocol import ResponsesRequest, check_model, gateway_note, parse_body, user_metadata
 
@@ -171,6 +172,20 @@ async def _question(backend: Backend, task: pb.Task, after_seq: int) -> pb.TaskE
                                                                                            "cancelled"):
             return None
     return None
+
+
+async def turn_base(backend: Backend, task: pb.Task, base: ResponseBase, rid: str) -> tuple[ResponseBase, int]:
+    """For a retrieved later turn (``resp_T~SEQ``): its base (id, previous turn) and the seq it
+    starts after; the first turn's as they are. An id naming no question of the task is a 404."""
+    _, after = split_turn(rid)
+    if not after:
+        return base, 0
+    questions = [ev.seq for ev in await backend.events_so_far(task) if is_question(ev)]
+    if after not in questions:
+        raise ApiError(404, f"No response found with id {rid[:200]!r}.", param="response_id", code="not_found")
+    before = [q for q in questions if q < after]
+    prev = turn_response_id(task.task_id, before[-1] if before else 0)
+    return replace(base, id=turn_response_id(task.task_id, after), previous_response_id=prev), after
 
 
 async def answer_turn(backend: Backend, body: Any, default_model: str

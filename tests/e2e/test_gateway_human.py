@@ -78,6 +78,11 @@ def test_ask_human_then_continue(hoai: openai.OpenAI, site: DemoSite) -> None:
     assert second.output[-1].type == "message"
     assert second.output_text == f"The person chose Africa: its largest gorilla is {GORILLAS['Africa'].name}."
     assert second.usage is not None and second.usage.input_tokens > 0
+    # The continued response is retrievable by its own id: this turn only, nothing of the first.
+    kept = hoai.responses.retrieve(second.id)
+    assert (kept.id, kept.previous_response_id, kept.status) == (second.id, first.id, "completed")
+    assert kept.output_text == second.output_text
+    assert not any(item.type == "function_call" for item in kept.output)
 
     # The call is answered: answering it again is refused, naming the call.
     with pytest.raises(openai.BadRequestError) as err:
