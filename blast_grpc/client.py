@@ -166,6 +166,22 @@ class Client:
                                            timeout=self._deadline(timeout))
         return resp.task
 
+    async def respond(self, task_id: str, answer: str, *, timeout: float | None = _DEFAULT) -> pb.Task:
+        """``RespondToTask``: answer a task waiting for a person (its question, or the instruction
+        for a paused task)."""
+        req = pb.RespondToTaskRequest(task_id=task_id, answer=answer)
+        return (await self._stub.RespondToTask(req, timeout=self._deadline(timeout))).task
+
+    async def pause(self, task_id: str, *, timeout: float | None = _DEFAULT) -> pb.Task:
+        """``PauseTask``: pause a running task after its current step; returns once it waits for a
+        person (or ended)."""
+        return (await self._stub.PauseTask(pb.PauseTaskRequest(task_id=task_id), timeout=self._deadline(timeout))).task
+
+    async def screenshot(self, task_id: str, *, timeout: float | None = _DEFAULT) -> pb.GetTaskScreenshotResponse:
+        """``GetTaskScreenshot``: a JPEG of the task's page (``.jpeg``) and its URL (``.url``)."""
+        return await self._stub.GetTaskScreenshot(pb.GetTaskScreenshotRequest(task_id=task_id),
+                                                  timeout=self._deadline(timeout))
+
     async def list_tasks(self, limit: int = 100, *, timeout: float | None = _DEFAULT) -> list[pb.Task]:
         """``ListTasks``: up to ``limit`` tasks, newest first."""
         resp = await self._stub.ListTasks(pb.ListTasksRequest(limit=limit), timeout=self._deadline(timeout))

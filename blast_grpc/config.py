@@ -143,6 +143,8 @@ class Settings(_Strict):
     hedge_quantile: float = Field(0.8, gt=0, lt=1)
     hedge_min_samples: int = Field(8, ge=1, le=200)
     subtask_wait_timeout_s: float = Field(600.0, gt=0)
+    # A task waiting for a person (ask_human, PauseTask) fails when nobody answers within this.
+    human_response_timeout_s: float = Field(900.0, gt=0)
     chunk_chars: int = Field(20_000, ge=500)
     chunk_overlap_chars: int = Field(500, ge=0)
     extraction_processes: int = Field(2, ge=1, le=64)
@@ -245,7 +247,7 @@ class Constraints(_Strict):
             raise ValueError("only headless browsers are supported (workers have no display)")
         return v
 
-    @field_validator("require_patchright", "require_human_in_loop")
+    @field_validator("require_patchright")
     @classmethod
     def _unsupported(cls, v: bool) -> bool:
         if v:

@@ -26,7 +26,8 @@ layouts from here; a change here changes both sides. The formats::
     <text>
 
 Tool results the simulated model reads back: ``Launched subtask <id>``, ``Subtask results:``
-/ ``First subtask result:``, ``Opened <url>``, ``Went back to <url>``.
+/ ``First subtask result:``, ``Opened <url>``, ``Went back to <url>``; a person's words
+(``The person answered: ...`` after ``ask_human``, a paused task's ``INSTRUCTION FROM THE PERSON ...``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ SUBTASK_RESULTS = "Subtask results:"
 FIRST_SUBTASK_RESULT = "First subtask result:"
 OPENED = "Opened"
 WENT_BACK = "Went back to"
+HUMAN_ANSWER = "The person answered: "  # the ask_human tool's result
+HUMAN_INSTRUCTION = "INSTRUCTION FROM THE PERSON YOU WORK FOR (they paused the task): "  # a user message
 
 EXTRACT_PROMPT = (
     "You extract information from web page text. Answer the QUERY using only the CONTENT. "

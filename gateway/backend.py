@@ -115,6 +115,10 @@ class Backend:
             if exc.code() not in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
                 raise
 
+    async def respond(self, task_id: str, answer: str) -> pb.Task:
+        """Answer a task waiting for a person (``RespondToTask``); FAILED_PRECONDITION if it does not wait."""
+        return await self._client.respond(task_id, answer)
+
     async def metrics(self, timeout: float = UNARY_TIMEOUT_S) -> pb.GetMetricsResponse:
         """The engine's counters and workers (``GetMetrics``)."""
         return await self._client.metrics(timeout=timeout)

@@ -31,9 +31,10 @@ from blast_grpc.client import ENGINE_SHUTDOWN_REASON
 from blast_grpc.states import TERMINAL_STATES
 
 from .backend import Backend
-from .convert import STATUS, response_id, seconds, task_id_of, tree_tokens
+from .convert import STATUS, response_id, seconds, tree_tokens
 from .errors import ApiError, engine_stopped, from_grpc, invalid
 from .events import ResponseBase, ResponseEvents
+from .human import TurnEvents, answer_turn, split_turn, turn_base
 from .sse import ClientGone, EventStream, frame, run_unless_disconnected
 from .state import json_response, read_json, state
 from .submission import RESPONSES_PARAMS, responses_submission
@@ -78,7 +79,8 @@ async def _frames(events: AsyncGenerator[ResponseStreamEvent, None], starting_af
                 yield frame(e, e.type)
 
 
-async def _final(backend: Backend, tr: ResponseEvents, source: AsyncGenerator[pb.TaskEvent, None]) -> Response:
+async def _final(backend: Backend, tr: ResponseEvents,
+                 source: AsyncGenerator[pb.TaskEvent, None] | None = None) -> Response:
     """Run the response to its end and return it (the non-streaming create)."""
     last: ResponseStreamEvent | None = None
     async with contextlib.aclosing(stream_events(backend, tr, source)) as events:
@@ -109,7 +111,7 @@ def _not_found(rid: str) -> ApiError:
 
 async def _get_task(backend: Backend, rid: str) -> pb.Task:
     try:
-        return await backend.get(task_id_of(rid))
+        return await backend.get(split_turn(rid)[0])  # resp_T or a later turn of T, resp_T~SEQ (human.py)
     except grpc.aio.AioRpcError as exc:
         if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
             raise _not_found(rid) from None
@@ -117,9 +119,26 @@ async def _get_task(backend: Backend, rid: str) -> pb.Task:
 
 
 async def create(request: Request) -> HttpResponse | EventStream:
-    """``POST /v1/responses``."""
+    """``POST /v1/responses``; one whose input answers an ``ask_human`` call continues that task (human.py)."""
     st = state(request)
-    sub = responses_submission(await read_json(request), st.models)
+    body = await read_json(request)
+    turn = await answer_turn(st.backend, body, st.models)
+    if turn is not None:  # the answer to an ask_human call: the task runs on; watch its next turn
+        req, task, tr = turn
+
+        async def cancel() -> None:
+            await st.backend.cancel_quietly(task.task_id, "the client closed the connection")
+
+        on_disconnect = None if req.background else cancel
+        if req.stream:
+            return EventStream(_frames(stream_events(st.backend, tr)), on_disconnect=on_disconnect)
+        if req.background:
+            return json_response(tr.snapshot(STATUS[task.state]))
+        try:
+            return json_response(await run_unless_disconnected(request, _final(st.backend, tr), on_disconnect))
+        except ClientGone:
+            return HttpResponse(status_code=499)
+    sub = responses_submission(body, st.models)
     req, model, spec, prev = sub.request, sub.model, sub.spec, sub.request.previous_response_id
 
     def base(task_id: str, created_at: int) -> ResponseBase:
@@ -135,13 +154,15 @@ async def create(request: Request) -> HttpResponse | EventStream:
     except grpc.aio.AioRpcError as exc:
         raise from_grpc(exc, RESPONSES_PARAMS) from None
     if req.background:
-        tr = ResponseEvents(base(task.task_id, seconds(task.created_at)), task.task_id)
+        tr = TurnEvents(base(task.task_id, seconds(task.created_at)), task.task_id)
         if req.stream:
             return EventStream(_frames(stream_events(st.backend, tr)))
         return json_response(tr.snapshot(STATUS[task.state]))
-    tr = ResponseEvents(base(run.task_id, seconds(run.first.time)), run.task_id)
+    tr = TurnEvents(base(run.task_id, seconds(run.first.time)), run.task_id)
     # Leaving closes the RunTask stream (EventStream closes its frames; run_unless_disconnected
-    # cancels _final), which cancels the task: nothing more to do on disconnect.
+    # cancels _final), which cancels the task: nothing more to do on disconnect. A turn that ends
+    # with an ask_human call closes it too, and the task waits on: the coordinator does not
+    # cancel a RunTask's task that waits for a person (service.py).
     if req.stream:
         return EventStream(_frames(stream_events(st.backend, tr, run.events)))
     try:
@@ -150,12 +171,12 @@ async def create(request: Request) -> HttpResponse | EventStream:
         return HttpResponse(status_code=499)  # nobody is listening; the status only shows in logs
 
 
-async def _current(backend: Backend, task: pb.Task, base: ResponseBase) -> Response:
-    """The response of ``task`` as it stands (final when the task has ended)."""
-    tr = ResponseEvents(base, task.task_id)
+async def _current(backend: Backend, task: pb.Task, base: ResponseBase, after: int = 0) -> Response:
+    """The response of ``task`` as it stands (final when the task has ended); ``after``: a later turn's."""
+    tr = TurnEvents(base, task.task_id, after)
     for ev in await backend.events_so_far(task):
         tr.feed(ev)
-    if task.state not in TERMINAL_STATES:
+    if task.state not in TERMINAL_STATES and tr.end is None:  # tr.end: a question ended the turn
         return tr.snapshot(STATUS[task.state])
     return tr.final(task, tree_tokens(task))
 
@@ -183,10 +204,10 @@ async def retrieve(request: Request) -> HttpResponse | EventStream:
         raise invalid("stream", f"Invalid value for 'stream': {stream[:20]!r}; expected true or false.")
     after = _starting_after(request)
     task = await _get_task(st.backend, rid)
-    base = ResponseBase.of_task(task, st.default_model)
+    base, turn = await turn_base(st.backend, task, ResponseBase.of_task(task, st.default_model), rid)
     if stream == "true":
-        return EventStream(_frames(stream_events(st.backend, ResponseEvents(base, task.task_id)), after))
-    return json_response(await _current(st.backend, task, base))
+        return EventStream(_frames(stream_events(st.backend, TurnEvents(base, task.task_id, turn)), after))
+    return json_response(await _current(st.backend, task, base, turn))
 
 
 async def cancel(request: Request) -> HttpResponse:

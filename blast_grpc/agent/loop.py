@@ -23,7 +23,9 @@ refill is reported by the coordinator as a ``waiting`` event, not as a silent mo
 did on the page's behalf (a dialog dismissed, a popup closed, a download refused) is
 appended to the tool result of the action during which it happened, or shown as a
 ``NOTE:`` of the next observation. With secrets, everything the model sees and every
-step report is redacted (``secrets.py``).
+step report is redacted (``secrets.py``). A person may be asked (``ask_human``) and may
+pause the task between steps; their words reach the model as the tool result or as the
+next user message (``human.py``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,16 @@ from playwright.async_api import Page
 from ..config import Config
 from ..llm import LLM, UsageMeter
 from ..prompts import EXTRACT_PROMPT, extract_message, task_message
+from .human import (
+    ANSWER_PREFIX,
+    ASK_HUMAN_TOOL,
+    INSTRUCTION_PREFIX,
+    PAUSED,
+    QUESTION,
+    Human,
+    HumanUnavailable,
+    paused_question,
+)
 from .observe import Observation, observe, page_html, page_text
 from .planner import make_plan
 from .replay import Recorder, Replayer
@@ -108,10 +120,31 @@ class Agent:
     secrets: Secrets = field(default_factory=Secrets)
     # The step being worked on (0 before the first): a worker reports it if the browser dies.
     current_step: int = 0
+    # A person to ask (ask_human, pauses: human.py); set by request_pause, checked between steps.
+    human: Human | None = None
+    pause_requested: bool = False
+    _browser: PageActions | None = field(default=None, init=False, repr=False)  # while run() runs
 
     def __post_init__(self) -> None:
         upload = self.config.settings.upload_dir is not None
         self.tools = browser_tools(upload) + (list(SUBTASK_TOOLS) if self.broker is not None else [])
+        if self.human is not None and self.config.constraints.require_human_in_loop:
+            self.tools.append(ASK_HUMAN_TOOL)
+
+    def typed_secret_here(self) -> bool:
+        """Whether a secret was typed into the page now open (a screenshot would show it)."""
+        return self._browser is not None and self._browser.typed_secret_here()
+
+    def request_pause(self) -> None:
+        """Stop after the current step and wait for a person's instruction (PauseTask)."""
+        self.pause_requested = True
+
+    async def _ask(self, kind: str, question: str) -> str:
+        assert self.human is not None
+        try:
+            return await self.human.ask(kind, question)
+        except HumanUnavailable as exc:
+            raise AgentFailed(f"no answer from a person: {exc}") from exc
 
     async def _extract(self, page: Page, query: str) -> tuple[str, str]:
         """Read the page for ``query`` (the budget gate was passed before the step's deadline)."""
@@ -134,7 +167,7 @@ class Agent:
         works from it instead of calling the planner (see ``_start``).
         """
         s = self.config.settings
-        browser = PageActions(session, s.action_timeout_s, self.refusal, self.secrets, s.upload_dir)
+        browser = self._browser = PageActions(session, s.action_timeout_s, self.refusal, self.secrets, s.upload_dir)
         task_msg = task_message(task, prior or [], self.copy, self.copies)
         system = SYSTEM_PROMPT + (f"\n\n{self.secrets.prompt()}" if self.secrets else "")
         replayer = Replayer(self.replay)
@@ -148,6 +181,10 @@ class Agent:
         silent = 0
         for number in range(1, s.max_steps + 1):
             self.current_step = number
+            if self.pause_requested and self.human is not None:
+                self.pause_requested = False
+                said = await self._ask(PAUSED, paused_question(number))
+                history.append({"role": "user", "content": INSTRUCTION_PREFIX + self.secrets.redact(said)})
             t_observe = time.monotonic()
             obs = await self._observe(session, typed_secret=browser.typed_secret_here())
             browser.seen = obs
@@ -279,6 +316,8 @@ class Agent:
                     return await run_subtask_tool(self.broker, action), ""
             except TimeoutError:
                 return f"Error: subtasks did not finish within {s.subtask_wait_timeout_s}s", ""
+        if action.name == "ask_human":  # no deadline here: the coordinator's human_response_timeout_s
+            return ANSWER_PREFIX + await self._ask(QUESTION, str(action.args["question"])), ""
         if action.name == "extract_content" and self.gate is not None:
             await self.gate()  # before the action's deadline, as for the step's model call
         try:

@@ -125,6 +125,8 @@ class Launcher:
             return
         if rec.state != pb.TASK_STATE_COMPLETED or not rec.success:
             return
+        if any(r.human_answers for r in rec.tree()):  # a person's answers shaped it: a rerun must ask again
+            return
         s, directives = self.config.settings, set(rec.spec.cache_control)
         if s.cache_results and "no-store" not in directives:
             self.cache.put_result(rec.cache_key, rec.result)

@@ -55,6 +55,7 @@ from .broker import TaskBroker
 from .budget import Budget
 from .cache import Cache
 from .gateway_proc import GatewayProcess
+from .human import HumanDesk
 from .launch import Launcher
 from .metrics import collect_metrics, memory_bytes
 from .orphans import Orphans
@@ -98,8 +99,11 @@ class Coordinator:
         self.cache = (Cache(s.cache_path, s.persist_cache) if s.cache_results or s.cache_plans else None)
         self.launcher = Launcher(config, self.store, self.scheduler, self.cache)
         self.prewarmer = Prewarmer(lambda: self.workers)  # contexts for announced subtasks, on any worker
-        self.service = BlastService(config, self.store, self.scheduler, self.launcher, lambda: self.workers)
-        # Workers call back (launch subtasks, wait for them) on an internal socket only.
+        # People in the loop: open questions and pauses (human.py), for BlastService and the broker.
+        self.human = HumanDesk(config, self.scheduler, lambda: self.workers)
+        self.service = BlastService(config, self.store, self.scheduler, self.launcher, lambda: self.workers,
+                                    self.human)
+        # Workers call back (launch subtasks, wait for them, ask a person) on an internal socket only.
         self.broker_address = f"unix://{self.runtime_dir}/broker.sock"
         self.internal = grpc.aio.server()
         self.health = health.aio.HealthServicer()
@@ -121,7 +125,8 @@ class Coordinator:
                             if s.worker_listen else None)
 
     def _broker(self) -> TaskBroker:
-        return TaskBroker(self.config, self.store, self.launcher, self.scheduler, self.budget, self.prewarmer)
+        return TaskBroker(self.config, self.store, self.launcher, self.scheduler, self.budget, self.human,
+                          self.prewarmer)
 
     @property
     def workers(self) -> list[WorkerHandle]:

@@ -23,6 +23,8 @@ from .._proto.blast.v1 import blast_pb2 as pb
 from .._proto.blast.v1 import blast_pb2_grpc as bgrpc
 from ..client import ENGINE_SHUTDOWN_REASON
 from ..config import Config, model_name
+from .human import HumanDesk
+from .human_rpcs import HumanRpcs
 from .launch import Launcher
 from .metrics import collect_metrics
 from .scheduler import Scheduler
@@ -56,10 +58,11 @@ def initial_url_problem(url: str, field: str = "spec.initial_url") -> str | None
     return None
 
 
-class BlastService(bgrpc.BlastServiceServicer):
+class BlastService(HumanRpcs, bgrpc.BlastServiceServicer):
     def __init__(self, config: Config, store: TaskStore, scheduler: Scheduler, launcher: Launcher,
-                 workers: Callable[[], list[WorkerHandle]]) -> None:
+                 workers: Callable[[], list[WorkerHandle]], human: HumanDesk) -> None:
         self.config = config
+        self.human = human  # RespondToTask, PauseTask, GetTaskScreenshot (human_rpcs.py)
         self.store = store
         self.scheduler = scheduler
         self.launcher = launcher
@@ -163,8 +166,11 @@ class BlastService(bgrpc.BlastServiceServicer):
                 async for ev in rec.watch(seq + 1):
                     yield pb.RunTaskResponse(event=ev)
         except asyncio.CancelledError:
-            # The caller owns a RunTask: when it goes away, so does the task.
-            if not rec.done:
+            # The caller owns a RunTask: when it goes away, so does the task; except while the
+            # task (or a subtask) waits for a person: the caller has the question and answers
+            # later (RespondToTask; the gateway's function_call_output), and
+            # settings.human_response_timeout_s bounds the wait.
+            if not rec.done and not any(r.state == pb.TASK_STATE_WAITING_FOR_HUMAN for r in rec.tree()):
                 self.scheduler.cancel(rec, "the client closed the RunTask stream")
             raise
 

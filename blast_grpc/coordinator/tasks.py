@@ -111,6 +111,8 @@ class TaskRecord:
     recording: str = ""
     cached: bool = False
     replayed_steps: int = 0
+    # Answers a person gave the task (RespondToTask): a run that depends on them is not cached.
+    human_answers: int = 0
     # Where each appended event goes to be written down (the task database), if anywhere;
     # watchers see events up to ``visible`` (all of them when there is no sink).
     sink: Callable[[TaskRecord, pb.TaskEvent], None] | None = field(default=None, repr=False)
@@ -196,6 +198,17 @@ class TaskRecord:
         """The attempt's worker went away: queued again (the scheduler puts it at the front)."""
         self.state = pb.TASK_STATE_QUEUED
         self.emit(waiting=pb.TaskWaiting(reason=reason))
+
+    def wait_for_human(self, question: str, kind: str, url: str = "") -> None:
+        """RUNNING -> WAITING_FOR_HUMAN (ask_human or a pause; ``human.py`` owns the wait)."""
+        self.state = pb.TASK_STATE_WAITING_FOR_HUMAN
+        self.emit(input_required=pb.InputRequired(question=question, kind=kind, url=url))
+
+    def human_answered(self, answer: str) -> None:
+        """WAITING_FOR_HUMAN -> RUNNING: a person answered (RespondToTask)."""
+        self.state = pb.TASK_STATE_RUNNING
+        self.human_answers += 1
+        self.emit(human_responded=pb.HumanResponded(answer=answer))
 
     def _end(self, state: int, result: str, success: bool, error: str) -> bool:
         """Take a terminal state once and emit its event; only ``TaskStore.finish`` calls this."""

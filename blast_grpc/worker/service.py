@@ -28,6 +28,7 @@ from typing import AsyncIterator, Awaitable, Callable
 import grpc
 from playwright.async_api import Browser as PWBrowser
 from playwright.async_api import BrowserContext
+from playwright.async_api import Error as PlaywrightError
 
 from .._proto.blast.v1 import blast_pb2 as pb
 from .._proto.blast.worker.v1 import worker_pb2 as wpb
@@ -41,6 +42,7 @@ from ..llm import LLM, LLMUnavailable, UsageMeter
 from .broker_client import GrpcBroker, budget_gate
 from .contexts import IdleContexts
 from .exits import EXITING_METADATA
+from .human_client import GrpcHuman, ScreenshotWithheld, screenshot
 from .navigation import UrlPolicy
 from .session import BrowserSession
 
@@ -178,6 +180,33 @@ class WorkerService(wgrpc.WorkerServiceServicer):
     async def WarmUp(self, request: wpb.WarmUpRequest, context: grpc.aio.ServicerContext) -> wpb.WarmUpResponse:
         return wpb.WarmUpResponse(warm_contexts=self.idle.expect(request.expected))
 
+    async def PauseTask(self, request: wpb.PauseTaskRequest, context: grpc.aio.ServicerContext) -> wpb.PauseTaskResponse:
+        running = self._running.get(request.task_id)
+        if running is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"task {request.task_id} does not run on {self.worker_id}")
+            raise AssertionError("unreachable")  # abort raises
+        running[1].request_pause()  # the agent asks a person after its current step (agent/human.py)
+        return wpb.PauseTaskResponse()
+
+    async def Screenshot(self, request: wpb.ScreenshotRequest, context: grpc.aio.ServicerContext
+                         ) -> wpb.ScreenshotResponse:
+        session = self.sessions.get(request.task_id)
+        running = self._running.get(request.task_id)
+        if session is None or running is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"task {request.task_id} does not run on {self.worker_id}")
+            raise AssertionError("unreachable")  # abort raises
+        try:
+            jpeg, url = await screenshot(session, self.config.settings.action_timeout_s, self.secrets,
+                                         running[1].typed_secret_here)
+        except ScreenshotWithheld as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"no screenshot: {exc}")
+        except RuntimeError:  # no page: parked while it waits for subtasks, or not open yet
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"task {request.task_id} has no open page now (it waits for its subtasks)")
+        except PlaywrightError as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"the page could not be captured: {exc.message}")
+        return wpb.ScreenshotResponse(jpeg=jpeg, url=url)
+
     async def RunTask(
         self, request: wpb.RunTaskRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[wpb.RunTaskResponse]:
@@ -210,12 +239,15 @@ class WorkerService(wgrpc.WorkerServiceServicer):
         self.sessions[task_id] = session
         broker = (GrpcBroker(self.broker, task_id, session)
                   if self.broker is not None and request.may_launch_subtasks else None)
+        # A person may be asked (ask_human, PauseTask): human_client.py. The page check is the agent's (bound below).
+        human = (GrpcHuman(self.broker, task_id, session, self.config.settings.action_timeout_s, self.secrets,
+                           lambda: agent.typed_secret_here()) if self.broker is not None else None)
         agent = Agent(self.config.for_task(request.spec.model), self.llm, meter, on_step, on_plan, broker=broker,
                       extractor=self._extractor(meter), copy=request.copy, copies=request.copies,
                       refusal=self.policy.refusal,
                       gate=budget_gate(self.broker, task_id) if self.broker is not None and self._cost_limited
                       else None,
-                      replay=request.replay, secrets=self.secrets)
+                      replay=request.replay, secrets=self.secrets, human=human)
         self._running[task_id] = (queue, agent)
         self._none_running.clear()
         runner = asyncio.create_task(self._drive(agent, session, request, queue), name=f"agent-{task_id}")
