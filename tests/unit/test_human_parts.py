@@ -123,7 +123,7 @@ async def test_desk_timeout_fails_the_task_with_the_reason() -> None:
     assert err.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert rec.state == pb.TASK_STATE_FAILED
     assert "human_response_timeout_s = 0.01s: Anyone there?" in rec.error
-    assert sched.calls[-1] == ("cancel", rec.error)
+    assert sched.calls[-1] == ("halt", rec.error)
     assert not desk.waiting(rec.task_id)
 
 
