@@ -82,9 +82,14 @@ class Backend:
         """The engine's counters and workers (``GetMetrics``)."""
         return await self._stub.GetMetrics(pb.GetMetricsRequest(), timeout=timeout)
 
-    async def watch(self, task_id: str) -> AsyncGenerator[pb.TaskEvent, None]:
-        """Every event of the task (and its subtasks), replayed then live, until it ends."""
-        call = self._stub.WatchTask(pb.WatchTaskRequest(task_id=task_id, from_seq=1))
+    async def list_tasks(self, limit: int = 100) -> list[pb.Task]:
+        """The newest ``limit`` tasks, subtasks included (``ListTasks``)."""
+        resp = await self._stub.ListTasks(pb.ListTasksRequest(limit=limit), timeout=UNARY_TIMEOUT_S)
+        return list(resp.tasks)
+
+    async def watch(self, task_id: str, from_seq: int = 1) -> AsyncGenerator[pb.TaskEvent, None]:
+        """Every event of the task (and its subtasks) from ``from_seq`` on, replayed then live, until it ends."""
+        call = self._stub.WatchTask(pb.WatchTaskRequest(task_id=task_id, from_seq=from_seq))
         try:
             async for resp in call:
                 yield resp.event

@@ -58,4 +58,6 @@ async def collect_metrics(store: TaskStore, scheduler: Scheduler, workers: list[
         workers=infos,
         queued=len(scheduler.queue),
         open_contexts=contexts_total,
+        steps=scheduler.step_stats.steps,
+        step_seconds=scheduler.step_stats.seconds,
     )

@@ -34,6 +34,7 @@ from ..config import Config
 from ..supervise import TaskSet, fault_point
 from ..worker.exits import EXITING_METADATA
 from .budget import Budget
+from .step_stats import StepStats
 from .tasks import TaskRecord, add_usage, now_ts
 from .workers import WorkerHandle
 
@@ -59,6 +60,7 @@ class Scheduler:
         self._cancel_reasons: dict[str, str] = {}
         self._avoid: dict[str, str] = {}
         self.usage: dict[str, pb.Usage] = {}
+        self.step_stats = StepStats()  # GetMetrics' step latency
         # Running tasks that gave their slot back while they wait for subtasks (their
         # context is closed), and those waiting to get one back, served before the queue.
         self._parked: set[str] = set()
@@ -262,6 +264,7 @@ class Scheduler:
         elif kind == "step":
             rec.steps += 1
             rec.replayed_steps += msg.step.replayed
+            self.step_stats.add(msg.step)
             rec.emit(step=msg.step)
         elif kind == "recording":
             rec.recording = msg.recording

@@ -80,6 +80,9 @@ class BlastService(bgrpc.BlastServiceServicer):
         bad = [d for d in spec.cache_control if d not in CACHE_DIRECTIVES]
         if bad:
             return f"spec.cache_control has unknown directive {bad[0][:50]!r}; use {sorted(CACHE_DIRECTIVES)}"
+        copies = self.launcher.num_copies_problem(spec.num_copies)
+        if copies:
+            return copies
         if len(spec.metadata) > MAX_METADATA_PAIRS:
             return f"spec.metadata has {len(spec.metadata)} pairs; at most {MAX_METADATA_PAIRS}"
         for k, v in spec.metadata.items():
@@ -118,7 +121,7 @@ class BlastService(bgrpc.BlastServiceServicer):
             rec.emit(scheduled=pb.TaskScheduled())
             rec.finish(pb.TASK_STATE_FAILED, error=self.llm_problem)
             return rec
-        return await self.launcher.launch(spec, None, self.launcher.copies_for_top_level())
+        return await self.launcher.launch(spec, None, self.launcher.copies_for_top_level(spec.num_copies))
 
     # --- RPCs ------------------------------------------------------------------
     async def SubmitTask(self, request: pb.SubmitTaskRequest, context: grpc.aio.ServicerContext) -> pb.SubmitTaskResponse:

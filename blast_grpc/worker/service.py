@@ -43,6 +43,7 @@ from .contexts import IdleContexts
 from .exits import EXITING_METADATA
 from .navigation import UrlPolicy
 from .session import BrowserSession
+from .thumbnails import Thumbnails
 
 EXITING = ((EXITING_METADATA, "1"),)  # see exits.py
 
@@ -144,6 +145,14 @@ class WorkerService(wgrpc.WorkerServiceServicer):
 
         return extract
 
+    def _thumbnails(self) -> Thumbnails | None:
+        """A task's step thumbnails for the dashboard: none unless settings.dashboard_screenshots is on, and
+        none with secrets (a picture cannot be redacted)."""
+        s = self.config.settings
+        if not s.dashboard_screenshots or self.secrets:
+            return None
+        return Thumbnails(s.dashboard_screenshots_per_task, s.dashboard_screenshot_bytes_per_task)
+
     async def GetStatus(self, request: wpb.GetStatusRequest, context: grpc.aio.ServicerContext) -> wpb.GetStatusResponse:
         return wpb.GetStatusResponse(
             worker_id=self.worker_id,
@@ -177,6 +186,8 @@ class WorkerService(wgrpc.WorkerServiceServicer):
         async def on_step(r: StepReport) -> None:
             flush_usage()
             msg = _step_msg(r, self.secrets)
+            if thumbnails is not None:
+                msg.step.thumbnail = await thumbnails.take(session.page)
             log.debug("task %s step %d at %s: %s -> %s", task_id, r.number, msg.step.url, msg.step.action,
                       msg.step.result[:300])
             queue.put_nowait(msg)
@@ -187,6 +198,7 @@ class WorkerService(wgrpc.WorkerServiceServicer):
 
         session = BrowserSession(self.idle.new_context, task_id, self.contexts, self.config.settings.action_timeout_s,
                                  self.idle.refusals, self.config.settings.max_tabs)
+        thumbnails = self._thumbnails()
         self.sessions[task_id] = session
         broker = (GrpcBroker(self.broker, task_id, session)
                   if self.broker is not None and request.may_launch_subtasks else None)
