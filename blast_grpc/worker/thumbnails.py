@@ -38,8 +38,8 @@ class Thumbnails:
 
     async def take(self, page: Page) -> bytes:
         """A JPEG of ``page``'s viewport, THUMB_WIDTH wide; b"" past the bounds or if the page does not answer."""
-        if self.count >= self.max_count or self.bytes >= self.max_bytes:
-            return b""
+        if self.count >= self.max_count or self.bytes >= self.max_bytes or page.url in ("", "about:blank"):
+            return b""  # past the bounds, or nothing to see
         try:
             image = await asyncio.wait_for(_capture(page), CAPTURE_TIMEOUT_S)
         except (PlaywrightError, TimeoutError) as exc:

@@ -63,11 +63,31 @@ def sse_frame(seq: int, event: str, html: str) -> bytes:
 class Dashboard:
     """The handlers and what they share: the coordinator connection, templates, sessions, sampler."""
 
-    def __init__(self, backend: Backend, sessions: Sessions, sample_s: float) -> None:
-        self.backend = backend
+    def __init__(self, grpc_address: str, engine_api_key: str | None, sessions: Sessions, sample_s: float) -> None:
+        self.grpc_address = grpc_address
+        self.engine_api_key = engine_api_key
+        self._backend: Backend | None = None
         self.sessions = sessions
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
-        self.sampler = Sampler(backend.metrics, sample_s)
+        self.sampler = Sampler(lambda: self.backend.metrics(), sample_s)
+
+    @property
+    def backend(self) -> Backend:
+        assert self._backend is not None, "the dashboard's lifespan did not start"
+        return self._backend
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """The gRPC channel (made in the server's event loop) and the metrics sampler, stopped on exit."""
+        self._backend = Backend(self.grpc_address, api_key=self.engine_api_key)
+        sampler = asyncio.create_task(self.sampler.run(), name="dashboard-metrics-sampler")
+        try:
+            yield
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+            await self._backend.close()
 
     def page(self, request: Request, name: str, status: int = 200, **ctx: Any) -> Response:
         ctx.setdefault("logged_in", not self.sessions.open)
@@ -123,7 +143,7 @@ class Dashboard:
         except grpc.aio.AioRpcError as exc:
             return self.error_page(request, exc)
         row = task_row(task)
-        node = {"task_id": task.task_id, "description": task.spec.description, "copy": 0, "state": row.state,
+        node = {"task_id": task.task_id, "description": task.spec.description, "copy_no": 0, "state": row.state,
                 "done": row.done}
         return self.page(request, "task.html", task=task, row=row, node=node)
 
@@ -197,19 +217,7 @@ async def _form(request: Request) -> dict[str, str]:
 def create_app(grpc_address: str, api_keys: list[str], engine_api_key: str | None = None,
                sample_s: float = 2.0) -> Starlette:
     """The dashboard in front of the coordinator at ``grpc_address``; ``api_keys`` may log in."""
-    backend = Backend(grpc_address, api_key=engine_api_key)
-    d = Dashboard(backend, Sessions(api_keys), sample_s)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        sampler = asyncio.create_task(d.sampler.run(), name="dashboard-metrics-sampler")
-        try:
-            yield
-        finally:
-            sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampler
-            await backend.close()
+    d = Dashboard(grpc_address, engine_api_key, Sessions(api_keys), sample_s)
 
     routes = [
         Route("/", d.index),
@@ -226,7 +234,7 @@ def create_app(grpc_address: str, api_keys: list[str], engine_api_key: str | Non
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     # A form body over FORM_LIMIT (counted while it streams in) is refused with its 413.
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={ApiError: _api_error})
+    app = Starlette(routes=routes, lifespan=d.lifespan, exception_handlers={ApiError: _api_error})
     app.add_middleware(BodyLimitMiddleware, limit=FORM_LIMIT)
     app.add_middleware(LoginRequired, sessions=d.sessions)
     app.state.dashboard = d

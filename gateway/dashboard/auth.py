@@ -7,8 +7,8 @@ under a secret drawn when the dashboard process starts, so it is worthless elsew
 a restart (or removing the key) logs everyone out. Scripts may send the bearer header
 instead. With no keys configured everything is open, as in the gateway.
 
-Unauthenticated page loads are sent to ``/login?next=...``; anything else (htmx fragments,
-the event stream, POSTs) gets 401. A POST whose ``Origin`` is another site is refused with
+Unauthenticated page loads are sent to ``/login?next=...``; anything else (htmx requests,
+``/fragments/...``, the event streams, POSTs) gets 401. A POST whose ``Origin`` is another site is refused with
 403 (SameSite already keeps the cookie off cross-site requests; this also covers old browsers).
 """
 
@@ -93,10 +93,11 @@ class LoginRequired:
             await self.app(scope, receive, send)
             return
         response: Response
-        if scope["method"] == "GET" and "hx-request" not in conn.headers and \
-                "text/event-stream" not in conn.headers.get("accept", ""):
-            path = scope["path"] + (f"?{scope['query_string'].decode()}" if scope.get("query_string") else "")
-            response = RedirectResponse(f"/login?next={quote(path, safe='')}", 303)
+        path = scope["path"]
+        page = not path.startswith("/fragments/") and not path.endswith("/events")
+        if scope["method"] == "GET" and page and "hx-request" not in conn.headers:
+            query = scope.get("query_string", b"").decode()
+            response = RedirectResponse(f"/login?next={quote(path + (f'?{query}' if query else ''), safe='')}", 303)
         else:
             response = PlainTextResponse("log in first: the dashboard needs an API key (settings.api_keys)", 401)
         await response(scope, receive, send)

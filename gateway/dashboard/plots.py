@@ -76,8 +76,10 @@ def series(samples: list[Sample]) -> list[Series]:
     """The panel's plots from the samples (rates need two samples)."""
     pairs = list(zip(samples, samples[1:], strict=False))
     cost_per_min = [max(0.0, (b.cost_usd - a.cost_usd) / max(b.t - a.t, 1e-6) * 60) for a, b in pairs]
-    latency = [(b.step_seconds - a.step_seconds) / (b.steps - a.steps) if b.steps > a.steps else 0.0
-               for a, b in pairs]
+    latency: list[float] = []
+    for a, b in pairs:  # between samples without a step the last latency holds (no step, no news)
+        latency.append((b.step_seconds - a.step_seconds) / (b.steps - a.steps) if b.steps > a.steps
+                       else latency[-1] if latency else 0.0)
     return [
         Series("running", "running tasks", "", [s.running for s in samples]),
         Series("queued", "queued tasks", "", [s.queued for s in samples]),

@@ -8,8 +8,8 @@ its place in the tree, so one stream keeps every node of the tree up to date::
     <div id="node-T">                   one per task of the tree; a subtask's node goes
       <span id="state-T">               into its parent's #children-P when it is launched
       <span id="cancel-T">              (emptied when T ends)
-      <div id="plan-T">, <ol id="steps-T">, <div id="result-T">
-      <div id="children-T">
+      <div id="plan-T">, <ol id="steps-T">
+      <div id="children-T">, <div id="result-T">
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def event_fragment(env: Environment, ev: pb.TaskEvent) -> str:
         ctx["thumb"] = thumbnail_url(ev.step)
     elif kind == "subtask_launched":
         ctx["child"] = {"task_id": ev.subtask_launched.subtask_id, "description": ev.subtask_launched.description,
-                        "copy": ev.subtask_launched.copy, "state": "queued", "done": False}
+                        "copy_no": ev.subtask_launched.copy, "state": "queued", "done": False}
     elif kind is None:
         return ""
     return env.get_template("_event.html").render(ctx)
