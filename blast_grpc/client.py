@@ -131,6 +131,19 @@ class Client:
     async def cancel(self, task_id: str, reason: str = "") -> pb.Task:
         return (await self._stub.CancelTask(pb.CancelTaskRequest(task_id=task_id, reason=reason), metadata=self._md)).task
 
+    async def respond(self, task_id: str, answer: str) -> pb.Task:
+        """Answer a task waiting for a person (its question, or the instruction for a paused task)."""
+        req = pb.RespondToTaskRequest(task_id=task_id, answer=answer)
+        return (await self._stub.RespondToTask(req, metadata=self._md)).task
+
+    async def pause(self, task_id: str) -> pb.Task:
+        """Pause a running task after its current step; returns once it waits for a person (or ended)."""
+        return (await self._stub.PauseTask(pb.PauseTaskRequest(task_id=task_id), metadata=self._md)).task
+
+    async def screenshot(self, task_id: str) -> pb.GetTaskScreenshotResponse:
+        """A JPEG of the task's page (``.jpeg``) and its URL (``.url``)."""
+        return await self._stub.GetTaskScreenshot(pb.GetTaskScreenshotRequest(task_id=task_id), metadata=self._md)
+
     async def list_tasks(self, limit: int = 100) -> list[pb.Task]:
         return list((await self._stub.ListTasks(pb.ListTasksRequest(limit=limit), metadata=self._md)).tasks)
 

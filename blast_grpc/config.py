@@ -139,6 +139,8 @@ class Settings(_Strict):
     max_kept_contexts: int = Field(8, ge=0, le=1000)
     max_subtasks_per_task: int = Field(50, ge=1, le=1000)
     subtask_wait_timeout_s: float = Field(600.0, gt=0)
+    # A task waiting for a person (ask_human, PauseTask) fails when nobody answers within this.
+    human_response_timeout_s: float = Field(900.0, gt=0)
     chunk_chars: int = Field(20_000, ge=500)
     chunk_overlap_chars: int = Field(500, ge=0)
     extraction_processes: int = Field(2, ge=1, le=64)
@@ -215,7 +217,7 @@ class Constraints(_Strict):
             raise ValueError("only headless browsers are supported (workers have no display)")
         return v
 
-    @field_validator("require_patchright", "require_human_in_loop")
+    @field_validator("require_patchright")
     @classmethod
     def _unsupported(cls, v: bool) -> bool:
         if v:

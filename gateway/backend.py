@@ -78,6 +78,12 @@ class Backend:
             if exc.code() not in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
                 raise
 
+    async def respond(self, task_id: str, answer: str) -> pb.Task:
+        """Answer a task waiting for a person (``RespondToTask``); FAILED_PRECONDITION if it does not wait."""
+        resp = await self._stub.RespondToTask(pb.RespondToTaskRequest(task_id=task_id, answer=answer),
+                                              timeout=UNARY_TIMEOUT_S)
+        return resp.task
+
     async def metrics(self, timeout: float = UNARY_TIMEOUT_S) -> pb.GetMetricsResponse:
         """The engine's counters and workers (``GetMetrics``)."""
         return await self._stub.GetMetrics(pb.GetMetricsRequest(), timeout=timeout)

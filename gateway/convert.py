@@ -29,6 +29,7 @@ STATUS: dict[int, Status] = {
     pb.TASK_STATE_COMPLETED: "completed",
     pb.TASK_STATE_FAILED: "failed",
     pb.TASK_STATE_CANCELLED: "cancelled",
+    pb.TASK_STATE_WAITING_FOR_HUMAN: "in_progress",  # a turn that ends at a question shows "completed" (human.py)
 }
 
 TERMINAL_STATES = (pb.TASK_STATE_COMPLETED, pb.TASK_STATE_FAILED, pb.TASK_STATE_CANCELLED)

@@ -24,9 +24,10 @@ from starlette.routing import Route
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 
 from .backend import Backend
-from .convert import STATUS, TERMINAL_STATES, response_id, seconds, task_id_of, tree_tokens
+from .convert import STATUS, TERMINAL_STATES, response_id, seconds, tree_tokens
 from .errors import ApiError, from_grpc, invalid
 from .events import ResponseBase, ResponseEvents
+from .human import TurnEvents, answer_turn, split_turn, turn_base
 from .protocol import RESPONSES_PARAMS, responses_submission
 from .sse import ClientGone, EventStream, frame, run_unless_disconnected
 from .state import json_response, read_json, state
@@ -94,7 +95,7 @@ def _not_found(rid: str) -> ApiError:
 
 async def _get_task(backend: Backend, rid: str) -> pb.Task:
     try:
-        return await backend.get(task_id_of(rid))
+        return await backend.get(split_turn(rid)[0])  # resp_T or a later turn of T, resp_T~SEQ (human.py)
     except grpc.aio.AioRpcError as exc:
         if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
             raise _not_found(rid) from None
@@ -102,18 +103,23 @@ async def _get_task(backend: Backend, rid: str) -> pb.Task:
 
 
 async def create(request: Request) -> HttpResponse | EventStream:
-    """``POST /v1/responses``."""
+    """``POST /v1/responses``; one whose input answers an ``ask_human`` call continues that task (human.py)."""
     st = state(request)
-    sub = responses_submission(await read_json(request), st.default_model)
-    req, model, spec, prev = sub.request, sub.model, sub.spec, sub.request.previous_response_id
-    try:
-        task = await st.backend.submit(spec)
-    except grpc.aio.AioRpcError as exc:
-        raise from_grpc(exc, RESPONSES_PARAMS) from None
-    base = ResponseBase(id=response_id(task.task_id), created_at=seconds(task.created_at), model=model,
-                        instructions=req.instructions, metadata=req.metadata, previous_response_id=prev,
-                        background=req.background)
-    tr = ResponseEvents(base, task.task_id)
+    body = await read_json(request)
+    turn = await answer_turn(st.backend, body, st.default_model)
+    if turn is not None:
+        req, task, tr = turn
+    else:
+        sub = responses_submission(body, st.default_model)
+        req, model, spec, prev = sub.request, sub.model, sub.spec, sub.request.previous_response_id
+        try:
+            task = await st.backend.submit(spec)
+        except grpc.aio.AioRpcError as exc:
+            raise from_grpc(exc, RESPONSES_PARAMS) from None
+        base = ResponseBase(id=response_id(task.task_id), created_at=seconds(task.created_at), model=model,
+                            instructions=req.instructions, metadata=req.metadata, previous_response_id=prev,
+                            background=req.background)
+        tr = TurnEvents(base, task.task_id)
 
     async def cancel() -> None:
         await st.backend.cancel_quietly(task.task_id, "the client closed the connection")
@@ -130,12 +136,12 @@ async def create(request: Request) -> HttpResponse | EventStream:
         return HttpResponse(status_code=499)  # nobody is listening; the status only shows in logs
 
 
-async def _current(backend: Backend, task: pb.Task, base: ResponseBase) -> Response:
-    """The response of ``task`` as it stands (final when the task has ended)."""
-    tr = ResponseEvents(base, task.task_id)
+async def _current(backend: Backend, task: pb.Task, base: ResponseBase, after: int = 0) -> Response:
+    """The response of ``task`` as it stands (final when the task has ended); ``after``: a later turn's."""
+    tr = TurnEvents(base, task.task_id, after)
     for ev in await backend.events_so_far(task):
         tr.feed(ev)
-    if task.state not in TERMINAL_STATES:
+    if task.state not in TERMINAL_STATES and tr.end is None:  # tr.end: a question ended the turn
         return tr.snapshot(STATUS[task.state])
     return tr.final(task, tree_tokens(task))
 
@@ -163,10 +169,10 @@ async def retrieve(request: Request) -> HttpResponse | EventStream:
         raise invalid("stream", f"Invalid value for 'stream': {stream[:20]!r}; expected true or false.")
     after = _starting_after(request)
     task = await _get_task(st.backend, rid)
-    base = ResponseBase.of_task(task, st.default_model)
+    base, turn = await turn_base(st.backend, task, ResponseBase.of_task(task, st.default_model), rid)
     if stream == "true":
-        return EventStream(_frames(stream_events(st.backend, ResponseEvents(base, task.task_id)), after))
-    return json_response(await _current(st.backend, task, base))
+        return EventStream(_frames(stream_events(st.backend, TurnEvents(base, task.task_id, turn)), after))
+    return json_response(await _current(st.backend, task, base, turn))
 
 
 async def cancel(request: Request) -> HttpResponse:

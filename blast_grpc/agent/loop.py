@@ -39,6 +39,16 @@ from playwright.async_api import Page
 
 from ..config import Config
 from ..llm import LLM, UsageMeter
+from .human import (
+    ANSWER_PREFIX,
+    ASK_HUMAN_TOOL,
+    INSTRUCTION_PREFIX,
+    PAUSED,
+    QUESTION,
+    Human,
+    HumanUnavailable,
+    paused_question,
+)
 from .observe import Observation, observe, page_text
 from .planner import make_plan
 from .replay import Recorder, Replayer
@@ -112,10 +122,26 @@ class Agent:
     secrets: Secrets = field(default_factory=Secrets)
     # The step being worked on (0 before the first): a worker reports it if the browser dies.
     current_step: int = 0
+    # A person to ask (ask_human, pauses: human.py); set by request_pause, checked between steps.
+    human: Human | None = None
+    pause_requested: bool = False
 
     def __post_init__(self) -> None:
         upload = self.config.settings.upload_dir is not None
         self.tools = browser_tools(upload) + (list(SUBTASK_TOOLS) if self.broker is not None else [])
+        if self.human is not None and self.config.constraints.require_human_in_loop:
+            self.tools.append(ASK_HUMAN_TOOL)
+
+    def request_pause(self) -> None:
+        """Stop after the current step and wait for a person's instruction (PauseTask)."""
+        self.pause_requested = True
+
+    async def _ask(self, kind: str, question: str) -> str:
+        assert self.human is not None
+        try:
+            return await self.human.ask(kind, question)
+        except HumanUnavailable as exc:
+            raise AgentFailed(f"no answer from a person: {exc}") from exc
 
     async def _extract(self, page: Page, query: str) -> tuple[str, str]:
         """Read the page for ``query`` (the budget gate was passed before the step's deadline)."""
@@ -157,6 +183,10 @@ class Agent:
         silent = 0
         for number in range(1, s.max_steps + 1):
             self.current_step = number
+            if self.pause_requested and self.human is not None:
+                self.pause_requested = False
+                said = await self._ask(PAUSED, paused_question(number))
+                history.append({"role": "user", "content": INSTRUCTION_PREFIX + self.secrets.redact(said)})
             t_observe = time.monotonic()
             obs = await self._observe(session, typed_secret=browser.typed_secret_here())
             browser.seen = obs
@@ -246,6 +276,8 @@ class Agent:
                     return await run_subtask_tool(self.broker, action), ""
             except TimeoutError:
                 return f"Error: subtasks did not finish within {s.subtask_wait_timeout_s}s", ""
+        if action.name == "ask_human":  # no deadline here: the coordinator's human_response_timeout_s
+            return ANSWER_PREFIX + await self._ask(QUESTION, str(action.args["question"])), ""
         if action.name == "extract_content" and self.gate is not None:
             await self.gate()  # before the action's deadline, as for the step's model call
         try:

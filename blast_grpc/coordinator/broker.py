@@ -18,6 +18,7 @@ from .._proto.blast.worker.v1 import worker_pb2 as wpb
 from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
 from ..config import Config
 from .budget import Budget
+from .human import HumanDesk, HumanRefused
 from .launch import Launcher, ParentEnded
 from .scheduler import Scheduler
 from .service import initial_url_problem
@@ -44,8 +45,9 @@ def _result(rec: TaskRecord) -> wpb.SubtaskResult:
 
 class TaskBroker(wgrpc.TaskBrokerServiceServicer):
     def __init__(self, config: Config, store: TaskStore, launcher: Launcher, scheduler: Scheduler,
-                 budget: Budget) -> None:
+                 budget: Budget, human: HumanDesk) -> None:
         self.config = config
+        self.human = human
         self.budget = budget
         self.store = store
         self.launcher = launcher
@@ -136,3 +138,12 @@ class TaskBroker(wgrpc.TaskBrokerServiceServicer):
             if winners:
                 return wpb.WaitSubtasksResponse(results=[_result(winners[0])])
         return wpb.WaitSubtasksResponse(results=[_result(r) for r in recs])
+
+    async def AskHuman(self, request: wpb.AskHumanRequest, context: grpc.aio.ServicerContext) -> wpb.AskHumanResponse:
+        # The worker parked the task's context before asking; HumanDesk releases its slot.
+        rec = await self._parent(request.task_id, context)
+        try:
+            answer = await self.human.ask(rec, request.kind, request.question, request.jpeg, request.url)
+        except HumanRefused as exc:
+            await _abort(context, exc.code, str(exc))
+        return wpb.AskHumanResponse(answer=answer)

@@ -55,6 +55,7 @@ from .budget import Budget
 from .cache import Cache
 from .dashboard_proc import DashboardProcess
 from .gateway_proc import GatewayProcess
+from .human import HumanDesk
 from .launch import Launcher
 from .metrics import collect_metrics, memory_bytes
 from .orphans import Orphans
@@ -93,7 +94,9 @@ class Coordinator:
         self.scheduler = Scheduler(config, lambda: self.workers, self._history, self.budget, self.tasks)
         self.cache = (Cache(s.cache_path, s.persist_cache) if s.cache_results or s.cache_plans else None)
         self.launcher = Launcher(config, self.store, self.scheduler, self.cache)
-        self.service = BlastService(config, self.store, self.scheduler, self.launcher, self.workers)
+        # People in the loop: open questions and pauses (human.py), for BlastService and the broker.
+        self.human = HumanDesk(config, self.scheduler, lambda: self.workers)
+        self.service = BlastService(config, self.store, self.scheduler, self.launcher, self.workers, self.human)
         # Workers call back (launch subtasks, wait for them) on an internal socket only.
         self.broker_address = f"unix://{self.runtime_dir}/broker.sock"
         self.internal = grpc.aio.server()
@@ -162,7 +165,8 @@ class Coordinator:
         self.port = self.server.add_insecure_port(f"{s.host}:{s.grpc_port}")
         if self.port == 0:
             raise SystemExit(f"cannot listen on {s.host}:{s.grpc_port} (settings.host / settings.grpc_port)")
-        wgrpc.add_TaskBrokerServiceServicer_to_server(TaskBroker(self.config, self.store, self.launcher, self.scheduler, self.budget),
+        wgrpc.add_TaskBrokerServiceServicer_to_server(TaskBroker(self.config, self.store, self.launcher, self.scheduler, self.budget,
+                                                                 self.human),
                                                       self.internal)
         self.internal.add_insecure_port(self.broker_address)
         await self.internal.start()

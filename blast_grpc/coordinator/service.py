@@ -22,6 +22,8 @@ import grpc
 from .._proto.blast.v1 import blast_pb2 as pb
 from .._proto.blast.v1 import blast_pb2_grpc as bgrpc
 from ..config import Config
+from .human import HumanDesk
+from .human_rpcs import HumanRpcs
 from .launch import Launcher
 from .metrics import collect_metrics
 from .scheduler import Scheduler
@@ -52,10 +54,11 @@ def initial_url_problem(url: str, field: str = "spec.initial_url") -> str | None
     return None
 
 
-class BlastService(bgrpc.BlastServiceServicer):
+class BlastService(HumanRpcs, bgrpc.BlastServiceServicer):
     def __init__(self, config: Config, store: TaskStore, scheduler: Scheduler, launcher: Launcher,
-                 workers: list[WorkerHandle]) -> None:
+                 workers: list[WorkerHandle], human: HumanDesk) -> None:
         self.config = config
+        self.human = human  # RespondToTask, PauseTask, GetTaskScreenshot (human_rpcs.py)
         self.store = store
         self.scheduler = scheduler
         self.launcher = launcher

@@ -159,6 +159,16 @@ class TaskRecord:
     def add_usage(self, u: pb.Usage) -> None:
         add_usage(self.usage, u)
 
+    def wait_for_human(self, question: str, kind: str, url: str = "") -> None:
+        """RUNNING -> WAITING_FOR_HUMAN (ask_human or a pause; ``human.py`` owns the wait)."""
+        self.state = pb.TASK_STATE_WAITING_FOR_HUMAN
+        self.emit(input_required=pb.InputRequired(question=question, kind=kind, url=url))
+
+    def human_answered(self, answer: str) -> None:
+        """WAITING_FOR_HUMAN -> RUNNING: a person answered (RespondToTask)."""
+        self.state = pb.TASK_STATE_RUNNING
+        self.emit(human_responded=pb.HumanResponded(answer=answer))
+
     def finish(self, state: int, *, result: str = "", success: bool = False, error: str = "") -> bool:
         """Move to a terminal state once; emits the matching event. False if already finished."""
         if self.done:

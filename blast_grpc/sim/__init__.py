@@ -35,7 +35,8 @@ Scenario files (``*.yaml`` in each ``--scenarios`` directory)::
         answer: '{{"found": true, "code": "{code}"}}'
         otherwise: '{{"found": false}}'
 
-``when`` keys (all must hold): ``url``, ``title``, ``text``, ``element`` (any
+``when`` keys (all must hold): ``human`` (what a person last said: an
+``ask_human`` answer or a paused task's instruction; checked first), ``url``, ``title``, ``text``, ``element`` (any
 element line), ``tool_result`` (latest tool message), ``last_action`` (the last
 call as ``name {json args}``), ``visited`` (any URL in ``visited``) — regexes —
 and ``step_min``, ``step_max``, ``launched_min`` (at least n subtasks launched),
@@ -62,7 +63,8 @@ a line). A list in text is joined with ", "; a list argument such as
 ``send_keys{keys}``, ``hover{element|index}``, ``scroll{direction}``,
 ``scroll_to_text{text}``, ``wait{seconds}``, ``go_back{}``, ``extract_content{query}``,
 ``done{text, success}``, ``launch_subtask{task, initial_url, num_copies}``,
-``get_subtask_results{task_ids}``, ``get_first_subtask_result{task_ids}``;
+``get_subtask_results{task_ids}``, ``get_first_subtask_result{task_ids}``,
+``ask_human{question}``;
 ``element`` is a regex choosing the first matching element line's index.
 
 ``for_each: {element: regex, where: {when...}, limit: n}`` makes the rule

@@ -44,6 +44,7 @@ TOOLS: dict[str, ToolSpec] = {
     "launch_subtask": ToolSpec({"task": STR, "initial_url": STR, "num_copies": INT}, ("task",)),
     "get_subtask_results": ToolSpec({"task_ids": LIST}, ("task_ids",)),
     "get_first_subtask_result": ToolSpec({"task_ids": LIST}, ("task_ids",)),
+    "ask_human": ToolSpec({"question": STR}, ("question",)),
 }
 
 

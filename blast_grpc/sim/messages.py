@@ -39,12 +39,13 @@ SUBTASK_PARAMS: dict[str, dict[str, Any]] = {
     "get_first_subtask_result": {"task_ids": _IDS},
 }
 SUBTASK_TOOLS = tuple(SUBTASK_PARAMS)
+HUMAN_PARAMS: dict[str, dict[str, Any]] = {"ask_human": {"question": {"type": "string"}}}
 
 
 def tool_schemas(names: Iterable[str] | None = None, subtasks: bool = False) -> list[dict[str, Any]]:
     """Function-tool definitions: ``names`` (browser or subtask tools), else every browser tool,
     plus the subtask tools when ``subtasks``."""
-    params = {**TOOL_PARAMS, **SUBTASK_PARAMS}
+    params = {**TOOL_PARAMS, **SUBTASK_PARAMS, **HUMAN_PARAMS}
     chosen = list(names) if names is not None else list(TOOL_PARAMS)
     if subtasks:
         chosen += [n for n in SUBTASK_TOOLS if n not in chosen]

@@ -17,7 +17,9 @@ assistant message may hold several tool calls (the engine runs them all, in
 order); the history lists every call, each with its own ``tool`` result. Tool
 results of the subtask tools are read into ``launched`` (``Launched subtask
 task_<id>``) and ``results`` (the latest ``Subtask results:`` or ``First
-subtask result:`` message).
+subtask result:`` message). What a person said (people in the loop) is read into
+``human_said``: the latest ``ask_human`` answer (a tool result ``The person answered: ...``)
+or instruction to a paused task (a user message ``INSTRUCTION FROM THE PERSON ...: ...``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ CONTEXT_HEADER = "CONTEXT (earlier tasks in this conversation, oldest first):"
 _LAUNCHED = re.compile(r"^Launched subtask (task_[0-9A-Za-z_-]+)")
 _RESULTS_HEADERS = ("Subtask results:", "First subtask result:")
 _VISITED = re.compile(r"^(?:Opened|Went back to) (\S+)")
+_HUMAN_ANSWER = "The person answered: "
+_HUMAN_INSTRUCTION = re.compile(r"^INSTRUCTION FROM THE PERSON[^:]*: ", re.DOTALL)
 _LINK_LINE = re.compile(r"^<a\b[^>]*>(.*?)(?:</a>)?$")
 
 
@@ -109,6 +113,7 @@ class ChatRequest:
     results: str | None = None
     visited: list[str] = field(default_factory=list)
     thoughts: list[str] = field(default_factory=list)
+    human_said: str | None = None  # the latest answer or instruction of a person (None: none yet)
 
     @property
     def start_url(self) -> str | None:
@@ -235,9 +240,15 @@ def _read_history(req: ChatRequest, messages: list[dict[str, Any]]) -> None:
                 req.history.append(tc)
                 if isinstance(call, dict) and isinstance(call.get("id"), str):
                     by_id[call["id"]] = tc
+        elif role == "user":
+            said = content_text(m.get("content"))
+            if instruction := _HUMAN_INSTRUCTION.match(said):
+                req.human_said = said[instruction.end():]
         elif role == "tool":
             result = content_text(m.get("content"))
             req.last_tool_result = result
+            if result.startswith(_HUMAN_ANSWER):
+                req.human_said = result[len(_HUMAN_ANSWER):]
             if (answered := by_id.get(str(m.get("tool_call_id")))) is not None:
                 answered.result = result
             if launched := _LAUNCHED.match(result):

@@ -63,6 +63,8 @@ def request_variables(req: ChatRequest, obs: Observation) -> dict[str, Any]:
 
 def _subject(key: str, req: ChatRequest, obs: Observation) -> list[str]:
     """The strings a condition's regex is searched in (element, visited: one per line / URL)."""
+    if key == "human":
+        return [] if req.human_said is None else [req.human_said]
     if key == "url":
         return [obs.url]
     if key == "title":

@@ -15,12 +15,12 @@ from .template import FILTERS, check_regex, names_in, unknown_filters
 BUILTIN_VARS = frozenset({"task", "step", "url", "start_url", "copy", "copies", "launched", "results",
                           "visited", "thoughts", "links", "elements"})
 # Evaluated in this order, so a regex may use the groups captured by the ones before it.
-REGEX_CONDITIONS = ("url", "title", "text", "element", "tool_result", "last_action", "visited")
+REGEX_CONDITIONS = ("human", "url", "title", "text", "element", "tool_result", "last_action", "visited")
 INT_CONDITIONS = ("step_min", "step_max", "launched_min")
 BOOL_CONDITIONS = ("results_present", "image")
 CONDITION_KEYS = frozenset(REGEX_CONDITIONS + INT_CONDITIONS + BOOL_CONDITIONS + ("offered", "not"))
 # text and tool_result span several lines; ^ and $ should mean line boundaries there.
-CONDITION_FLAGS = {"text": re.MULTILINE, "tool_result": re.MULTILINE}
+CONDITION_FLAGS = {"text": re.MULTILINE, "tool_result": re.MULTILINE, "human": re.MULTILINE}
 
 
 class ScenarioError(ValueError):

@@ -28,6 +28,7 @@ from typing import AsyncIterator, Awaitable, Callable
 import grpc
 from playwright.async_api import Browser as PWBrowser
 from playwright.async_api import BrowserContext
+from playwright.async_api import Error as PlaywrightError
 
 from .._proto.blast.v1 import blast_pb2 as pb
 from .._proto.blast.worker.v1 import worker_pb2 as wpb
@@ -41,6 +42,7 @@ from ..llm import LLM, LLMUnavailable, UsageMeter
 from .broker_client import GrpcBroker, budget_gate
 from .contexts import IdleContexts
 from .exits import EXITING_METADATA
+from .human_client import GrpcHuman, screenshot
 from .navigation import UrlPolicy
 from .session import BrowserSession
 from .thumbnails import Thumbnails
@@ -167,6 +169,29 @@ class WorkerService(wgrpc.WorkerServiceServicer):
     async def TrimIdle(self, request: wpb.TrimIdleRequest, context: grpc.aio.ServicerContext) -> wpb.TrimIdleResponse:
         return wpb.TrimIdleResponse(closed=await self.idle.trim())
 
+    async def PauseTask(self, request: wpb.PauseTaskRequest, context: grpc.aio.ServicerContext) -> wpb.PauseTaskResponse:
+        running = self._running.get(request.task_id)
+        if running is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"task {request.task_id} does not run on {self.worker_id}")
+            raise AssertionError("unreachable")  # abort raises
+        running[1].request_pause()  # the agent asks a person after its current step (agent/human.py)
+        return wpb.PauseTaskResponse()
+
+    async def Screenshot(self, request: wpb.ScreenshotRequest, context: grpc.aio.ServicerContext
+                         ) -> wpb.ScreenshotResponse:
+        session = self.sessions.get(request.task_id)
+        if session is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"task {request.task_id} does not run on {self.worker_id}")
+            raise AssertionError("unreachable")  # abort raises
+        try:
+            jpeg, url = await screenshot(session, self.config.settings.action_timeout_s)
+        except RuntimeError:  # no page: parked while it waits for subtasks, or not open yet
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"task {request.task_id} has no open page now (it waits for its subtasks)")
+        except PlaywrightError as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"the page could not be captured: {exc.message}")
+        return wpb.ScreenshotResponse(jpeg=jpeg, url=self.secrets.redact(url))
+
     async def RunTask(
         self, request: wpb.RunTaskRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[wpb.RunTaskResponse]:
@@ -207,7 +232,9 @@ class WorkerService(wgrpc.WorkerServiceServicer):
                       refusal=self.policy.refusal,
                       gate=budget_gate(self.broker, task_id) if self.broker is not None and self._cost_limited
                       else None,
-                      replay=request.replay_plan, secrets=self.secrets)
+                      replay=request.replay_plan, secrets=self.secrets,
+                      human=GrpcHuman(self.broker, task_id, session, self.config.settings.action_timeout_s)
+                      if self.broker is not None else None)
         self._running[task_id] = (queue, agent)
         runner = asyncio.create_task(self._drive(agent, session, request, queue), name=f"agent-{task_id}")
         ended = False

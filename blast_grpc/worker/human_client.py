@@ -1,0 +1,51 @@
+"""The worker's side of ``TaskBroker.AskHuman``: the ``Human`` a task's agent asks (``agent/human.py``).
+
+The task parks while it waits, as a parent waiting for its subtasks does: its context is
+closed (cookies, storage and the current URL kept) and the coordinator gives its browser
+slot to others, answering only once the task has a slot again. A screenshot of the page
+goes with the question, so that a person can see what the task saw (``GetTaskScreenshot``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from playwright.async_api import Error as PlaywrightError
+
+from .._proto.blast.worker.v1 import worker_pb2 as wpb
+from .._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
+from ..agent.human import HumanUnavailable
+from .session import BrowserSession
+
+log = logging.getLogger("blast_grpc.worker.human")
+JPEG_QUALITY = 70
+
+
+async def screenshot(session: BrowserSession, timeout_s: float) -> tuple[bytes, str]:
+    """A JPEG of the task's current page and its URL."""
+    page = session.page
+    return await page.screenshot(type="jpeg", quality=JPEG_QUALITY, timeout=timeout_s * 1000), page.url
+
+
+class GrpcHuman:
+    def __init__(self, stub: wgrpc.TaskBrokerServiceStub, task_id: str, session: BrowserSession,
+                 shot_timeout_s: float) -> None:
+        self._stub = stub
+        self._task_id = task_id
+        self._session = session
+        self._shot_timeout_s = shot_timeout_s
+
+    async def ask(self, kind: str, question: str) -> str:
+        try:
+            jpeg, url = await screenshot(self._session, self._shot_timeout_s)
+        except (PlaywrightError, RuntimeError) as exc:  # the person still gets the question, without a picture
+            log.warning("task %s: no screenshot for the person: %s", self._task_id, exc)
+            jpeg, url = b"", ""
+        try:
+            async with self._session.parked():
+                resp = await self._stub.AskHuman(wpb.AskHumanRequest(task_id=self._task_id, question=question,
+                                                                     kind=kind, jpeg=jpeg, url=url))
+        except grpc.aio.AioRpcError as exc:
+            raise HumanUnavailable(exc.details() or exc.code().name) from exc
+        return resp.answer
