@@ -18,6 +18,7 @@ from blast_grpc._proto.blast.v1 import blast_pb2 as pb
 from blast_grpc.client import Client
 
 UNARY_TIMEOUT_S = 15.0
+PAUSE_TIMEOUT_S = 120.0  # PauseTask waits for the task's current step to end
 TERMINAL = ("completed", "failed", "cancelled")
 
 
@@ -83,6 +84,16 @@ class Backend:
         resp = await self._stub.RespondToTask(pb.RespondToTaskRequest(task_id=task_id, answer=answer),
                                               timeout=UNARY_TIMEOUT_S)
         return resp.task
+
+    async def pause(self, task_id: str, timeout: float = PAUSE_TIMEOUT_S) -> pb.Task:
+        """Pause a running task after its current step (``PauseTask``; it returns once the task waits)."""
+        resp = await self._stub.PauseTask(pb.PauseTaskRequest(task_id=task_id), timeout=timeout)
+        return resp.task
+
+    async def screenshot(self, task_id: str) -> pb.GetTaskScreenshotResponse:
+        """A JPEG of the task's live (or parked) page (``GetTaskScreenshot``)."""
+        return await self._stub.GetTaskScreenshot(pb.GetTaskScreenshotRequest(task_id=task_id),
+                                                  timeout=UNARY_TIMEOUT_S)
 
     async def metrics(self, timeout: float = UNARY_TIMEOUT_S) -> pb.GetMetricsResponse:
         """The engine's counters and workers (``GetMetrics``)."""

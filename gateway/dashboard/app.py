@@ -8,6 +8,9 @@
     GET  /tasks/<id>/events    ... SSE from WatchTask: each event as out-of-band HTML (views.py),
                                ``id:`` = the event's seq, so a reconnect resumes (Last-Event-ID)
     POST /tasks/<id>/cancel    CancelTask: the task and its whole subtree
+    POST /tasks/<id>/respond   RespondToTask: the answer box of a task waiting for a person
+    POST /tasks/<id>/pause     PauseTask: the task waits for a person's instruction
+    GET  /tasks/<id>/screenshot  GetTaskScreenshot: the live (or parked) page, as a fragment
     GET  /fragments/tasks      the task list's rows
     GET  /fragments/metrics    the metrics panel (plots.py)
     GET|POST /login, POST /logout, GET /healthz, /static/...
@@ -20,6 +23,7 @@ that does not answer 503.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 from pathlib import Path
@@ -174,10 +178,35 @@ class Dashboard:
             text = "cancelling…"
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
-                err = from_grpc(exc)
-                return HTMLResponse(f'<span class="error">{_esc(err.message)}</span>', err.status)
+                return _fragment_error(exc)
             text = "already ended"
         return HTMLResponse(f'<span class="muted">{text}</span>')
+
+    # --- people in the loop ---------------------------------------------------------------
+    async def respond(self, request: Request) -> Response:
+        """The answer box: RespondToTask with the person's answer (or a paused task's instruction)."""
+        answer = (await _form(request)).get("answer", "")
+        try:
+            await self.backend.respond(request.path_params["task_id"], answer)
+        except grpc.aio.AioRpcError as exc:
+            return _fragment_error(exc)
+        return HTMLResponse(f'<div class="muted">Sent: {_esc(answer[:500])}</div>')
+
+    async def pause(self, request: Request) -> Response:
+        try:
+            await self.backend.pause(request.path_params["task_id"])
+        except grpc.aio.AioRpcError as exc:
+            return _fragment_error(exc)
+        return HTMLResponse('<span class="muted">paused</span>')
+
+    async def screenshot(self, request: Request) -> Response:
+        """The task's page now, as a fragment (an image inline: it is shown once, where it was asked for)."""
+        try:
+            shot = await self.backend.screenshot(request.path_params["task_id"])
+        except grpc.aio.AioRpcError as exc:
+            return _fragment_error(exc)
+        src = "data:image/jpeg;base64," + base64.b64encode(shot.jpeg).decode()
+        return self.page(request, "_screenshot.html", src=src, url=shot.url)
 
     # --- fragments ----------------------------------------------------------------------
     async def tasks_fragment(self, request: Request) -> Response:
@@ -201,6 +230,12 @@ class Dashboard:
 
 def _esc(text: str) -> str:
     return str(escape(text))
+
+
+def _fragment_error(exc: grpc.aio.AioRpcError) -> Response:
+    """An engine error as a fragment with its HTTP status (the page swaps 4xx/5xx in too: base.html)."""
+    err = from_grpc(exc)
+    return HTMLResponse(f'<span class="error" role="alert">{_esc(err.message)}</span>', err.status)
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -228,6 +263,9 @@ def create_app(grpc_address: str, api_keys: list[str], engine_api_key: str | Non
         Route("/tasks/{task_id}", d.task_page),
         Route("/tasks/{task_id}/events", d.task_events),
         Route("/tasks/{task_id}/cancel", d.cancel, methods=["POST"]),
+        Route("/tasks/{task_id}/respond", d.respond, methods=["POST"]),
+        Route("/tasks/{task_id}/pause", d.pause, methods=["POST"]),
+        Route("/tasks/{task_id}/screenshot", d.screenshot),
         Route("/fragments/tasks", d.tasks_fragment),
         Route("/fragments/metrics", d.metrics_fragment),
         Route("/healthz", d.healthz),

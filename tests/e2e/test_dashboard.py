@@ -1,7 +1,7 @@
 """The web dashboard in a real browser: Playwright drives the engine's Chromium against a real engine.
 
 One engine for the module, started with the dashboard on (``web_port: 0``), step
-thumbnails on, an API key and first-of-N allowed; the coordinator starts the dashboard
+thumbnails on, an API key, first-of-N allowed and people in the loop (``ask_human``); the coordinator starts the dashboard
 process itself. Every test logs in through the form, works the page like a person and
 checks the engine's own record over gRPC. Screenshots of the pages go to
 ``test-output/dashboard/`` in the repository (git-ignored) for a reviewer.
@@ -42,7 +42,8 @@ class Dash:
 
 @pytest_asyncio.fixture(scope="module")
 async def dash(sim: Sim) -> AsyncIterator[Dash]:
-    constraints = {"allow_parallelism": {"task": True, "data": True, "first_of_n": True}, "first_of_n_num_copies": 3}
+    constraints = {"allow_parallelism": {"task": True, "data": True, "first_of_n": True}, "first_of_n_num_copies": 3,
+                   "require_human_in_loop": True}
     overrides = engine_overrides(sim, constraints, dashboard=True, web_port=0, dashboard_screenshots=True,
                                  api_keys=[KEY], max_steps=40)
     async with Engine.create(overrides=overrides) as eng:
@@ -225,3 +226,50 @@ async def test_the_metrics_panel_plots_the_engine(page: Page, dash: Dash, site: 
     assert value > 0
     await expect(page.locator("#metrics figure[data-plot=running] polyline")).to_have_count(1)
     await shot(page, "metrics")
+
+
+async def test_answer_an_ask_human_question_in_the_answer_box(page: Page, dash: Dash, site: DemoSite) -> None:
+    root = await submit(page, dash, f"Ask a person which continent to look up at {site.url}index.html")
+    box = page.locator(f"#human-{root} .answer-box")
+    await expect(box.locator(".question")).to_contain_text("Which continent should I look up", timeout=LONG_MS)
+    await expect(page.locator(f"#state-{root}")).to_have_text("waiting for a person")
+    assert (await dash.api.get_task(root)).state == pb.TASK_STATE_WAITING_FOR_HUMAN
+    # the page the task left open, from GetTaskScreenshot, decoded by the browser
+    live = box.locator(".live-page img")
+    await expect(live).to_be_visible(timeout=LONG_MS)
+    assert await live.evaluate("img => img.naturalWidth") > 0
+    await shot(page, "ask-human")
+    await box.locator("input[name=answer]").fill("Asia")
+    await box.locator("button[type=submit]").click()
+    await expect(page.locator(f"#state-{root}")).to_have_text("completed", timeout=LONG_MS)
+    await expect(page.locator(f"#result-{root}")).to_contain_text(f"The person chose Asia: its largest gorilla is "
+                                                                   f"{GORILLAS['Asia'].name}")
+    await expect(page.locator(f"#human-{root}")).to_be_empty()
+
+
+async def test_pause_look_at_the_page_and_instruct(page: Page, dash: Dash, site: DemoSite) -> None:
+    root = await submit(page, dash, f"Wander around {site.url}index.html until told")
+    await expect(page.locator(f"#steps-{root} > li.step").first).to_be_visible(timeout=LONG_MS)
+    await page.click(f"#node-{root} button.look")
+    await expect(page.locator(f"#live-{root} figcaption")).to_contain_text(f"{site.url}index.html",
+                                                                           timeout=LONG_MS)
+    await page.click(f"#pause-{root} button")
+    box = page.locator(f"#human-{root} .answer-box[data-kind=paused]")
+    await expect(box.locator(".question")).to_contain_text("Paused on", timeout=LONG_MS)
+    await box.locator("input[name=answer]").fill("Read Oceania")
+    await box.locator("button[type=submit]").click()
+    await expect(page.locator(f"#state-{root}")).to_have_text("completed", timeout=LONG_MS)
+    await expect(page.locator(f"#result-{root}")).to_contain_text(GORILLAS["Oceania"].name)
+
+
+async def test_human_controls_refuse_what_does_not_fit(dash: Dash) -> None:
+    """Answering a task that asks nothing, or with nothing: the engine's reason, with its status."""
+    bearer = {"authorization": f"Bearer {KEY}"}
+    done = await dash.api.run("Say hello")
+    async with httpx.AsyncClient(base_url=dash.url, headers=bearer) as h:
+        r = await h.post(f"/tasks/{done.task_id}/respond", data={"answer": "hi"})
+        assert r.status_code == 409 and "error" in r.text, (r.status_code, r.text)
+        r = await h.post(f"/tasks/{done.task_id}/respond", data={"answer": ""})
+        assert r.status_code == 400 and "answer is required" in r.text, (r.status_code, r.text)
+        r = await h.get("/tasks/task_nope/screenshot")
+        assert r.status_code == 404 and "task_nope" in r.text
