@@ -9,14 +9,20 @@ checks the engine's own record over gRPC. Screenshots of the pages go to
 
 from __future__ import annotations
 
+import asyncio
 import re
+import socket
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import AsyncIterator
 
 import grpc
 import httpx
 import pytest
 import pytest_asyncio
+import yaml
 from playwright.async_api import Browser, Page, expect
 
 from blast_grpc import Client, Engine
@@ -273,3 +279,16 @@ async def test_human_controls_refuse_what_does_not_fit(dash: Dash) -> None:
         assert r.status_code == 400 and "answer is required" in r.text, (r.status_code, r.text)
         r = await h.get("/tasks/task_nope/screenshot")
         assert r.status_code == 404 and "task_nope" in r.text
+
+
+async def test_a_busy_web_port_stops_the_start_naming_the_setting(sim: Sim, tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = tmp_path / "config.yaml"
+        config.write_text(yaml.safe_dump(engine_overrides(sim, workers=1, dashboard=True, web_port=port)))
+        run = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "blast_grpc", "serve", "--config",
+                                                       str(config)], capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in run.stderr and f"settings.web_port={port} free?" in run.stderr
