@@ -125,12 +125,17 @@ class Agent:
     # A person to ask (ask_human, pauses: human.py); set by request_pause, checked between steps.
     human: Human | None = None
     pause_requested: bool = False
+    _browser: Browser | None = field(default=None, init=False, repr=False)  # while run() runs
 
     def __post_init__(self) -> None:
         upload = self.config.settings.upload_dir is not None
         self.tools = browser_tools(upload) + (list(SUBTASK_TOOLS) if self.broker is not None else [])
         if self.human is not None and self.config.constraints.require_human_in_loop:
             self.tools.append(ASK_HUMAN_TOOL)
+
+    def typed_secret_here(self) -> bool:
+        """Whether a secret was typed into the page now open (a screenshot would show it)."""
+        return self._browser is not None and self._browser.typed_secret_here()
 
     def request_pause(self) -> None:
         """Stop after the current step and wait for a person's instruction (PauseTask)."""
@@ -159,7 +164,7 @@ class Agent:
                   prior: list[tuple[str, str]] | None = None) -> Outcome:
         """Run the task in the holder's page (read afresh at every use: it may be replaced)."""
         s = self.config.settings
-        browser = Browser(session, s.action_timeout_s, self.refusal, self.secrets, s.upload_dir)
+        browser = self._browser = Browser(session, s.action_timeout_s, self.refusal, self.secrets, s.upload_dir)
         if initial_url:
             await browser.execute(Action("go_to_url", {"url": initial_url}, "initial"))
         task_msg = task_message(task, prior or [], self.copy, self.copies)

@@ -129,6 +129,8 @@ class Launcher:
     def _record(self, rec: TaskRecord) -> None:
         if self.cache is None or rec.state != pb.TASK_STATE_COMPLETED or not rec.success:
             return
+        if any(r.human_answers for r in rec.tree()):  # a person's answers shaped it: a rerun must ask again
+            return
         s, directives = self.config.settings, set(rec.spec.cache_control)
         if s.cache_results and "no-store" not in directives:
             self.cache.put_result(rec.cache_key, rec.result)

@@ -93,6 +93,8 @@ class TaskRecord:
     recording: str = ""
     cached: bool = False
     replayed_steps: int = 0
+    # Answers a person gave the task (RespondToTask): a run that depends on them is not cached.
+    human_answers: int = 0
     # Called once, synchronously, right after the task reaches a terminal state.
     on_done: list[Callable[[TaskRecord], None]] = field(default_factory=list, repr=False)
     # Where each appended event goes to be written down (the task database), if anywhere;
@@ -167,6 +169,7 @@ class TaskRecord:
     def human_answered(self, answer: str) -> None:
         """WAITING_FOR_HUMAN -> RUNNING: a person answered (RespondToTask)."""
         self.state = pb.TASK_STATE_RUNNING
+        self.human_answers += 1
         self.emit(human_responded=pb.HumanResponded(answer=answer))
 
     def finish(self, state: int, *, result: str = "", success: bool = False, error: str = "") -> bool:

@@ -42,7 +42,7 @@ from ..llm import LLM, LLMUnavailable, UsageMeter
 from .broker_client import GrpcBroker, budget_gate
 from .contexts import IdleContexts
 from .exits import EXITING_METADATA
-from .human_client import GrpcHuman, screenshot
+from .human_client import GrpcHuman, ScreenshotWithheld, screenshot
 from .navigation import UrlPolicy
 from .session import BrowserSession
 from .thumbnails import Thumbnails
@@ -180,17 +180,21 @@ class WorkerService(wgrpc.WorkerServiceServicer):
     async def Screenshot(self, request: wpb.ScreenshotRequest, context: grpc.aio.ServicerContext
                          ) -> wpb.ScreenshotResponse:
         session = self.sessions.get(request.task_id)
-        if session is None:
+        running = self._running.get(request.task_id)
+        if session is None or running is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"task {request.task_id} does not run on {self.worker_id}")
             raise AssertionError("unreachable")  # abort raises
         try:
-            jpeg, url = await screenshot(session, self.config.settings.action_timeout_s)
+            jpeg, url = await screenshot(session, self.config.settings.action_timeout_s, self.secrets,
+                                         running[1].typed_secret_here)
+        except ScreenshotWithheld as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"no screenshot: {exc}")
         except RuntimeError:  # no page: parked while it waits for subtasks, or not open yet
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                 f"task {request.task_id} has no open page now (it waits for its subtasks)")
         except PlaywrightError as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"the page could not be captured: {exc.message}")
-        return wpb.ScreenshotResponse(jpeg=jpeg, url=self.secrets.redact(url))
+        return wpb.ScreenshotResponse(jpeg=jpeg, url=url)
 
     async def RunTask(
         self, request: wpb.RunTaskRequest, context: grpc.aio.ServicerContext
@@ -227,14 +231,15 @@ class WorkerService(wgrpc.WorkerServiceServicer):
         self.sessions[task_id] = session
         broker = (GrpcBroker(self.broker, task_id, session)
                   if self.broker is not None and request.may_launch_subtasks else None)
+        # A person may be asked (ask_human, PauseTask): human_client.py. The page check is the agent's (bound below).
+        human = (GrpcHuman(self.broker, task_id, session, self.config.settings.action_timeout_s, self.secrets,
+                           lambda: agent.typed_secret_here()) if self.broker is not None else None)
         agent = Agent(self.config, self.llm, meter, on_step, on_plan, broker=broker,
                       extractor=self._extractor(meter), copy=request.copy, copies=request.copies,
                       refusal=self.policy.refusal,
                       gate=budget_gate(self.broker, task_id) if self.broker is not None and self._cost_limited
                       else None,
-                      replay=request.replay_plan, secrets=self.secrets,
-                      human=GrpcHuman(self.broker, task_id, session, self.config.settings.action_timeout_s)
-                      if self.broker is not None else None)
+                      replay=request.replay_plan, secrets=self.secrets, human=human)
         self._running[task_id] = (queue, agent)
         runner = asyncio.create_task(self._drive(agent, session, request, queue), name=f"agent-{task_id}")
         ended = False

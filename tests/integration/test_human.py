@@ -18,8 +18,11 @@ import pytest_asyncio
 
 from blast_grpc import Client, Engine
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
+from blast_grpc.agent.secrets import Secrets
 from blast_grpc.demo_site.facts import GORILLAS
 from blast_grpc.demo_site.server import DemoSite
+from blast_grpc.worker.human_client import ScreenshotWithheld, screenshot
+from blast_grpc.worker.session import BrowserSession
 
 from ..conftest import Sim, engine_overrides
 
@@ -167,3 +170,17 @@ async def test_unanswered_question_fails_the_task(sim: Sim, site: DemoSite) -> N
         assert "Which continent should I look up" in done.error
         # The engine keeps serving: the slot the waiting task held is free again.
         assert (await eng.client.run("say hello")).state == pb.TASK_STATE_COMPLETED
+
+
+async def test_no_screenshot_shows_a_secret(tab_session: BrowserSession) -> None:
+    """A screenshot cannot be redacted: with secrets, a page showing one (or typed into) gives none."""
+    secrets = Secrets({"TOKEN": "hush-5ecret-value"})
+    page = tab_session.page
+    await page.set_content("<p>Your token is hush-5ecret-value</p>")
+    with pytest.raises(ScreenshotWithheld, match="secret value is shown"):
+        await screenshot(tab_session, 10, secrets, lambda: False)
+    await page.set_content("<p>Nothing to hide here</p><input value='typed'>")
+    with pytest.raises(ScreenshotWithheld, match="secret was typed"):
+        await screenshot(tab_session, 10, secrets, lambda: True)
+    jpeg, _ = await screenshot(tab_session, 10, secrets, lambda: False)
+    assert jpeg.startswith(JPEG_MAGIC)

@@ -221,3 +221,29 @@ def test_next_turn_starts_after_the_question_and_shows_a_pause_as_progress() -> 
 def _tokens() -> Any:
     from gateway.convert import Tokens
     return Tokens(prompt=1, completion=1)
+
+
+class _Cache:
+    def __init__(self) -> None:
+        self.stored: list[str] = []
+
+    def put_result(self, key: str, result: str) -> None:
+        self.stored.append("result")
+
+    def put_plan(self, key: str, plan: str) -> None:
+        self.stored.append("plan")
+
+
+@pytest.mark.parametrize("answers", [0, 1])
+def test_a_run_a_person_answered_is_not_cached(answers: int) -> None:
+    from blast_grpc.coordinator.launch import Launcher
+
+    cache = _Cache()
+    launcher = Launcher(_config(True), TaskStore(), None, cache)  # type: ignore[arg-type]
+    rec = TaskStore().new(pb.TaskSpec(description="t"))
+    rec.state, rec.recording = pb.TASK_STATE_RUNNING, '{"version": 1}'
+    for _ in range(answers):
+        rec.human_answered("Asia")
+    rec.state, rec.success = pb.TASK_STATE_COMPLETED, True
+    launcher._record(rec)
+    assert cache.stored == ([] if answers else ["result", "plan"])
