@@ -215,7 +215,7 @@ class WorkerService(wgrpc.WorkerServiceServicer):
         async def on_step(r: StepReport) -> None:
             flush_usage()
             msg = _step_msg(r, self.secrets)
-            if thumbnails is not None:
+            if thumbnails is not None and session.has_page:
                 msg.step.thumbnail = await thumbnails.take(session.page)
             log.debug("task %s step %d at %s: %s -> %s", task_id, r.number, msg.step.url, msg.step.action,
                       msg.step.result[:300])
