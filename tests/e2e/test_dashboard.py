@@ -20,6 +20,7 @@ from typing import AsyncIterator
 
 import grpc
 import httpx
+import psutil
 import pytest
 import pytest_asyncio
 import yaml
@@ -292,3 +293,17 @@ async def test_a_busy_web_port_stops_the_start_naming_the_setting(sim: Sim, tmp_
                                                        str(config)], capture_output=True, text=True, timeout=120)
     assert run.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}" in run.stderr and f"settings.web_port={port} free?" in run.stderr
+
+
+async def test_the_dashboard_process_stops_with_its_engine(sim: Sim) -> None:
+    eng = await Engine.create(overrides=engine_overrides(sim, workers=1, dashboard=True, web_port=0))
+    try:
+        children = psutil.Process(eng.proc.pid).children(recursive=True)
+        dashboards = [p for p in children if "gateway.dashboard" in " ".join(p.cmdline())]
+        assert len(dashboards) == 1, [p.cmdline() for p in children]
+        async with httpx.AsyncClient() as h:  # no keys: open
+            assert (await h.get(f"{eng.dashboard_url}/fragments/tasks")).status_code == 200
+    finally:
+        await eng.stop()
+    gone, alive = await asyncio.to_thread(psutil.wait_procs, dashboards, 30)
+    assert gone and not alive
