@@ -212,6 +212,8 @@ class WorkerService(wgrpc.WorkerServiceServicer):
             if usage is not None:
                 queue.put_nowait(usage)
 
+        thumbnails = self._thumbnails()
+
         async def on_step(r: StepReport) -> None:
             flush_usage()
             msg = _step_msg(r, self.secrets)
@@ -227,7 +229,6 @@ class WorkerService(wgrpc.WorkerServiceServicer):
 
         session = BrowserSession(self.idle.new_context, task_id, self.contexts, self.config.settings.action_timeout_s,
                                  self.idle.refusals, self.config.settings.max_tabs)
-        thumbnails = self._thumbnails()
         self.sessions[task_id] = session
         broker = (GrpcBroker(self.broker, task_id, session)
                   if self.broker is not None and request.may_launch_subtasks else None)
