@@ -23,7 +23,9 @@ refill is reported by the coordinator as a ``waiting`` event, not as a silent mo
 did on the page's behalf (a dialog dismissed, a popup closed, a download refused) is
 appended to the tool result of the action during which it happened, or shown as a
 ``NOTE:`` of the next observation. With secrets, everything the model sees and every
-step report is redacted (``secrets.py``).
+step report is redacted (``secrets.py``). A person may be asked (``ask_human``) and may
+pause the task between steps; their words reach the model as the tool result or as the
+next user message (``human.py``).
 """
 
 from __future__ import annotations

@@ -112,7 +112,8 @@ class HumanDesk:
     def respond(self, rec: TaskRecord, answer: str) -> None:
         """Give the waiting task its answer; it runs again once it has a browser slot."""
         q = self._open.get(rec.task_id)
-        if q is None or q.answer.done():
+        # An ended task's question stays open until its worker's call is gone: not waiting any more.
+        if q is None or q.answer.done() or rec.state != pb.TASK_STATE_WAITING_FOR_HUMAN:
             raise HumanRefused(grpc.StatusCode.FAILED_PRECONDITION,
                                f"task {rec.task_id} is not waiting for a person ({_state(rec)})")
         rec.human_answered(answer)
@@ -154,7 +155,7 @@ class HumanDesk:
     async def screenshot(self, rec: TaskRecord) -> tuple[bytes, str]:
         """The task's page: live while it runs, as it was left while it waits for a person."""
         q = self._open.get(rec.task_id)
-        if q is not None:
+        if q is not None and rec.state == pb.TASK_STATE_WAITING_FOR_HUMAN:
             if not q.jpeg:
                 raise HumanRefused(grpc.StatusCode.FAILED_PRECONDITION,
                                    f"task {rec.task_id} waits for a person and its page could not be captured")

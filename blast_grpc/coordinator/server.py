@@ -97,7 +97,7 @@ class Coordinator:
         # People in the loop: open questions and pauses (human.py), for BlastService and the broker.
         self.human = HumanDesk(config, self.scheduler, lambda: self.workers)
         self.service = BlastService(config, self.store, self.scheduler, self.launcher, self.workers, self.human)
-        # Workers call back (launch subtasks, wait for them) on an internal socket only.
+        # Workers call back (launch subtasks, wait for them, ask a person) on an internal socket only.
         self.broker_address = f"unix://{self.runtime_dir}/broker.sock"
         self.internal = grpc.aio.server()
         self.health = health.aio.HealthServicer()

@@ -73,6 +73,9 @@ async def test_ask_human_answer_reaches_the_model(hclient: Client, site: DemoSit
     assert asked.input_required.url.endswith("index.html")
     waiting = await hclient.get_task(task.task_id)
     assert waiting.state == WAITING
+    listed = await hclient.stub.ListTasks(pb.ListTasksRequest(state=WAITING))
+    assert task.task_id in [t.task_id for t in listed.tasks]
+    assert {t.state for t in listed.tasks} == {WAITING}
 
     # The page the task left (its context is parked): a real JPEG.
     shot = await hclient.screenshot(task.task_id)

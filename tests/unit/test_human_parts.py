@@ -247,3 +247,22 @@ def test_a_run_a_person_answered_is_not_cached(answers: int) -> None:
     rec.state, rec.success = pb.TASK_STATE_COMPLETED, True
     launcher._record(rec)
     assert cache.stored == ([] if answers else ["result", "plan"])
+
+
+@pytest.mark.asyncio
+async def test_an_ended_task_takes_no_answer_and_shows_no_page() -> None:
+    desk, _, rec = _desk()
+    asking = asyncio.create_task(desk.ask(rec, "question", "Which one?", b"\xff\xd8\xffjpeg", "http://x/"))
+    while not desk.waiting(rec.task_id):
+        await asyncio.sleep(0)
+    # Cancelled: the record ends at once; the worker's AskHuman call goes a moment later.
+    rec.finish(pb.TASK_STATE_CANCELLED, error="cancelled by the client")
+    with pytest.raises(HumanRefused) as err:
+        desk.respond(rec, "too late")
+    assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert rec.state == pb.TASK_STATE_CANCELLED
+    with pytest.raises(HumanRefused):
+        await desk.screenshot(rec)
+    asking.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asking
