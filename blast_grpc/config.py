@@ -105,6 +105,13 @@ class Settings(_Strict):
     gateway_header_timeout_s: float = Field(10.0, gt=0)
     gateway_body_timeout_s: float = Field(30.0, gt=0)
     gateway_max_connections: int = Field(800, ge=4)
+    # The web dashboard (blast_grpc/dashboard) on web_port, bound like the gateway on gateway_host.
+    # With dashboard_screenshots each step carries a small JPEG of the page, at most
+    # dashboard_screenshots_per_task of them and dashboard_screenshot_bytes_per_task bytes per task.
+    dashboard: bool = True
+    dashboard_screenshots: bool = False
+    dashboard_screenshots_per_task: int = Field(50, ge=1, le=1000)
+    dashboard_screenshot_bytes_per_task: int = Field(1_000_000, ge=10_000, le=50_000_000)
     # agent loop
     max_steps: int = Field(25, ge=1, le=500)
     step_timeout_s: float = Field(60.0, gt=0)
@@ -178,7 +185,8 @@ class Settings(_Strict):
     worker_max_contexts: int = Field(8, ge=1, le=1000)  # browser contexts a remote worker runs at once
 
 
-    @field_validator("context_memory_estimate", "log_file_max_bytes", "extraction_max_page_bytes", mode="before")
+    @field_validator("context_memory_estimate", "log_file_max_bytes", "extraction_max_page_bytes",
+                     "dashboard_screenshot_bytes_per_task", mode="before")
     @classmethod
     def _estimate(cls, v: Any) -> int:
         return parse_size(v)

@@ -36,6 +36,7 @@ class Engine:
         self.client = Client(address)
         self._workdir = workdir
         self.runtime_dir = ""  # the coordinator's runtime folder (sockets, workers' $TMPDIR)
+        self.dashboard_url: str | None = None  # the web dashboard (settings.dashboard), when it runs
 
     @classmethod
     def create(cls, config_path: str | None = None, *, overrides: dict[str, Any] | None = None,
@@ -96,6 +97,8 @@ class _Starting:
         if "gateway" not in (overrides.get("settings") or {}):
             # A library engine is used through its Client; the REST gateway is opt-in here.
             config.settings.gateway = False
+        if "dashboard" not in (overrides.get("settings") or {}):
+            config.settings.dashboard = False  # the web dashboard too
         workdir = tempfile.mkdtemp(prefix="blast-engine-")
         ready = Path(workdir) / "ready.json"
         # The config goes through a pipe, not a file: it may hold API keys, which never touch the disk.
@@ -118,4 +121,5 @@ class _Starting:
             raise EngineStartError(str(exc)) from None
         engine = Engine(proc, str(info["grpc_address"]), workdir, info.get("metrics_url"), info.get("gateway_url"))
         engine.runtime_dir = str(info.get("runtime_dir") or "")
+        engine.dashboard_url = info.get("dashboard_url")
         return engine

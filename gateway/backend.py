@@ -28,6 +28,7 @@ from blast_grpc.states import ends_task
 from .errors import ApiError
 
 UNARY_TIMEOUT_S = 15.0
+PAUSE_TIMEOUT_S = 120.0  # PauseTask waits for the task's current step to end
 
 
 def is_root_end(ev: pb.TaskEvent, root_id: str) -> bool:
@@ -119,6 +120,14 @@ class Backend:
         """Answer a task waiting for a person (``RespondToTask``); FAILED_PRECONDITION if it does not wait."""
         return await self._client.respond(task_id, answer)
 
+    async def pause(self, task_id: str, timeout: float = PAUSE_TIMEOUT_S) -> pb.Task:
+        """Pause a running task after its current step (``PauseTask``; it returns once the task waits)."""
+        return await self._client.pause(task_id, timeout=timeout)
+
+    async def screenshot(self, task_id: str) -> pb.GetTaskScreenshotResponse:
+        """A JPEG of the task's live (or parked) page (``GetTaskScreenshot``)."""
+        return await self._client.screenshot(task_id, timeout=UNARY_TIMEOUT_S)
+
     async def metrics(self, timeout: float = UNARY_TIMEOUT_S) -> pb.GetMetricsResponse:
         """The engine's counters and workers (``GetMetrics``)."""
         return await self._client.metrics(timeout=timeout)
@@ -127,9 +136,13 @@ class Backend:
         """The coordinator's ``grpc.health.v1`` status for ``blast.v1.BlastService``."""
         return await self._client.health(timeout=timeout)
 
-    async def watch(self, task_id: str) -> AsyncGenerator[pb.TaskEvent, None]:
-        """Every event of the task (and its subtasks), replayed then live, until it ends."""
-        async with contextlib.aclosing(self._client.watch(task_id, from_seq=1)) as events:
+    async def list_tasks(self, limit: int = 100) -> list[pb.Task]:
+        """The newest ``limit`` tasks, subtasks included (``ListTasks``)."""
+        return await self._client.list_tasks(limit, timeout=UNARY_TIMEOUT_S)
+
+    async def watch(self, task_id: str, from_seq: int = 1) -> AsyncGenerator[pb.TaskEvent, None]:
+        """Every event of the task (and its subtasks) from ``from_seq`` on, replayed then live, until it ends."""
+        async with contextlib.aclosing(self._client.watch(task_id, from_seq=from_seq)) as events:
             async for ev in events:
                 yield ev
 

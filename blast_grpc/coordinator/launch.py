@@ -43,9 +43,26 @@ class Launcher:
         store.copy_ended = self.hedger.copy_done
         store.on_finished.append(self.hedger.race_done)
 
-    def copies_for_top_level(self) -> int:
+    def copies_for_top_level(self, requested: int = 0) -> int:
+        """Copies a top-level task races: ``spec.num_copies`` if set (checked by ``num_copies_problem``),
+        else first_of_n_num_copies when first-of-N is on."""
         c = self.config.constraints
+        if requested > 0:
+            return requested
         return c.first_of_n_num_copies if c.allow_parallelism.first_of_n else 1
+
+    def num_copies_problem(self, requested: int) -> str | None:
+        """Why a task may not race ``requested`` copies (``TaskSpec.num_copies``); None if it may."""
+        c = self.config.constraints
+        if requested < 0:
+            return f"spec.num_copies is {requested}; use 0 (the engine's default), 1 or more"
+        if requested > 1 and not c.allow_parallelism.first_of_n:
+            return (f"spec.num_copies is {requested} but first-of-N is off "
+                    "(constraints.allow_parallelism.first_of_n); send 0 or 1")
+        if requested > c.first_of_n_num_copies:
+            return (f"spec.num_copies is {requested}; the limit is {c.first_of_n_num_copies} "
+                    "(constraints.first_of_n_num_copies)")
+        return None
 
     def copies_allowed(self, requested: int) -> int:
         """Copies a ``launch_subtask(num_copies=...)`` gets: 1 unless first-of-N is on."""

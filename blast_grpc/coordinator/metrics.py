@@ -60,4 +60,6 @@ async def collect_metrics(store: TaskStore, scheduler: Scheduler, workers: list[
         open_contexts=contexts_total,
         finished=scheduler.telemetry.finished_counts(),
         execution_seconds=scheduler.telemetry.execution_seconds,
+        steps=scheduler.telemetry.steps,
+        step_seconds=scheduler.telemetry.step_seconds,
     )

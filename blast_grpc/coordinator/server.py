@@ -54,6 +54,7 @@ from .auth import ApiKeyInterceptor
 from .broker import TaskBroker
 from .budget import Budget
 from .cache import Cache
+from .dashboard_proc import DashboardProcess
 from .gateway_proc import GatewayProcess
 from .human import HumanDesk
 from .launch import Launcher
@@ -119,6 +120,8 @@ class Coordinator:
         self.metrics_server: EmbeddedServer | None = None
         self.gateway = (GatewayProcess(config, self.config_path, self.runtime_dir, keys, self.orphans)
                         if s.gateway else None)
+        self.dashboard = (DashboardProcess(config, self.config_path, self.runtime_dir, keys, self.orphans)
+                          if s.dashboard else None)
         # Workers on other hosts join here (registry.py); None: local workers only.
         self.worker_port = (WorkerPort(config, worker_token(s), self._broker(),
                                        {h.worker_id for h in self.supervisor.handles}, self._worker_changed, self.tasks)
@@ -212,6 +215,8 @@ class Coordinator:
                 metrics_url = f"http://{f'[{host}]' if ':' in host else host}:{self.metrics_server.port}/metrics"
             url = await self.gateway.start(self.port, metrics_url=metrics_url)
             log.info("REST gateway (OpenAI-compatible) on %s", url)
+        if self.dashboard is not None:
+            log.info("web dashboard on %s", await self.dashboard.start(self.port))
         ready = sum(w.state == pb.WORKER_STATE_READY for w in self.workers)
         log.info("coordinator listening on %s:%d with %d/%d workers ready", s.host, self.port, ready, len(self.workers))
 
@@ -235,6 +240,8 @@ class Coordinator:
         self.service.close_watches()
         if self.gateway is not None:
             await self.gateway.stop()
+        if self.dashboard is not None:
+            await self.dashboard.stop()
         await self.server.stop(grace=1.0)
         await self.internal.stop(grace=0.5)
         if self.metrics_server is not None:
@@ -278,6 +285,7 @@ async def run_coordinator(config: Config, ready_file: str | None = None) -> int:
                 "metrics_url": f"http://{config.settings.host}:{coord.metrics_server.port}/metrics"
                 if coord.metrics_server else None,
                 "gateway_url": coord.gateway.url if coord.gateway else None,
+                "dashboard_url": coord.dashboard.url if coord.dashboard else None,
                 "pid": os.getpid(),
                 "runtime_dir": str(coord.runtime_dir),
                 "worker_port": coord.worker_port.port if coord.worker_port else None,

@@ -93,6 +93,9 @@ class BlastService(HumanRpcs, bgrpc.BlastServiceServicer):
             return f"spec.model {spec.model[:100]!r} is not a configured model; use one of {allowed}"
         if len(spec.client_state) > MAX_CLIENT_STATE:
             return f"spec.client_state is {len(spec.client_state)} characters; at most {MAX_CLIENT_STATE}"
+        copies = self.launcher.num_copies_problem(spec.num_copies)
+        if copies:
+            return copies
         if len(spec.metadata) > MAX_METADATA_PAIRS:
             return f"spec.metadata has {len(spec.metadata)} pairs; at most {MAX_METADATA_PAIRS}"
         for k, v in spec.metadata.items():
@@ -131,7 +134,7 @@ class BlastService(HumanRpcs, bgrpc.BlastServiceServicer):
             rec.queue()
             self.store.finish(rec, pb.TASK_STATE_FAILED, error=self.llm_problem)
             return rec
-        return await self.launcher.launch(spec, None, self.launcher.copies_for_top_level())
+        return await self.launcher.launch(spec, None, self.launcher.copies_for_top_level(spec.num_copies))
 
     # --- RPCs ------------------------------------------------------------------
     async def SubmitTask(self, request: pb.SubmitTaskRequest, context: grpc.aio.ServicerContext) -> pb.SubmitTaskResponse:

@@ -59,6 +59,10 @@ class Telemetry:
     def __init__(self) -> None:
         self.finished = dict.fromkeys(END_STATES.values(), 0)
         self.execution_seconds = 0.0  # top-level tasks, start to end
+        # Steps reported and the seconds the workers measured for them (GetMetrics' steps and
+        # step_seconds: the dashboard's step latency is the change of one over the other).
+        self.steps = 0
+        self.step_seconds = 0.0
         # registry=None: each scrape registers these in a registry of its own (prometheus.render).
         self.task_duration = Histogram("blast_task_duration_seconds", "Time from a task's start to its end",
                                        ["kind"], buckets=TASK_BUCKETS, registry=None)
@@ -81,6 +85,7 @@ class Telemetry:
             self.queue_wait.labels(_kind(rec)).observe(_seconds(rec.created_at, rec.started_at))
 
     def step(self, step: pb.TaskStep) -> None:
+        self.steps += 1
         if not step.detail:  # a step that timed out or reports a lost worker: nothing was timed
             return
         try:
@@ -89,6 +94,7 @@ class Telemetry:
         except (ValueError, KeyError, TypeError, AttributeError):
             log.debug("step %d has no usable timing_ms in its detail", step.number)
             return
+        self.step_seconds += sum(parts.values())
         self.step_time.observe(sum(parts.values()))
         self.observe_time.observe(parts["observe"])
 

@@ -45,6 +45,7 @@ from .exits import EXITING_METADATA
 from .human_client import GrpcHuman, ScreenshotWithheld, screenshot
 from .navigation import UrlPolicy
 from .session import BrowserSession
+from .thumbnails import Thumbnails
 
 EXITING = ((EXITING_METADATA, "1"),)  # see exits.py
 
@@ -163,6 +164,14 @@ class WorkerService(wgrpc.WorkerServiceServicer):
 
         return extract
 
+    def _thumbnails(self) -> Thumbnails | None:
+        """A task's step thumbnails for the dashboard: none unless settings.dashboard_screenshots is on, and
+        none with secrets (a picture cannot be redacted)."""
+        s = self.config.settings
+        if not s.dashboard_screenshots or self.secrets:
+            return None
+        return Thumbnails(s.dashboard_screenshots_per_task, s.dashboard_screenshot_bytes_per_task)
+
     async def GetStatus(self, request: wpb.GetStatusRequest, context: grpc.aio.ServicerContext) -> wpb.GetStatusResponse:
         return wpb.GetStatusResponse(
             worker_id=self.worker_id,
@@ -223,9 +232,13 @@ class WorkerService(wgrpc.WorkerServiceServicer):
             if usage is not None:
                 queue.put_nowait(usage)
 
+        thumbnails = self._thumbnails()
+
         async def on_step(r: StepReport) -> None:
             flush_usage()
             msg = _step_msg(r, self.secrets)
+            if thumbnails is not None and session.has_page:
+                msg.step.thumbnail = await thumbnails.take(session.page)
             log.debug("task %s step %d at %s: %s -> %s", task_id, r.number, msg.step.url, msg.step.action,
                       msg.step.result[:300])
             queue.put_nowait(msg)

@@ -46,6 +46,11 @@ class BrowserSession:
         self._url = ""
 
     @property
+    def has_page(self) -> bool:
+        """Whether the task has an open page now (not parked or closed)."""
+        return self._page is not None
+
+    @property
     def page(self) -> Page:
         if self._page is None:
             raise RuntimeError(f"task {self.task_id} has no open page (parked or closed)")

@@ -95,7 +95,8 @@ def test_cli_run_streams_and_sets_the_exit_code(engine: Engine, site: DemoSite) 
 def test_without_an_llm_endpoint_serve_starts_and_tasks_fail_at_once(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"settings": {"grpc_port": 0, "metrics_port": 0, "gateway": False, "workers": 1}}))
+    cfg.write_text(yaml.safe_dump({"settings": {"grpc_port": 0, "metrics_port": 0, "gateway": False, "dashboard": False,
+                                                "workers": 1}}))
     ready = tmp_path / "ready.json"
     proc = subprocess.Popen([sys.executable, "-m", "blast_grpc", "serve", "--config", str(cfg),
                              "--ready-file", str(ready)], env=env, stderr=subprocess.PIPE,

@@ -1,0 +1,91 @@
+"""``python -m gateway.dashboard``: serve the web dashboard in front of a coordinator.
+
+::
+
+    python -m gateway.dashboard --grpc-address 127.0.0.1:50051 [--host 127.0.0.1] [--port 3000]
+                                [--config config.yaml] [--ready-file PATH]
+
+``blast-grpc serve`` starts it on ``settings.web_port`` (bound on ``settings.gateway_host``)
+when ``settings.dashboard`` is on. It takes the same API keys as the gateway
+(``settings.api_keys`` and ``BLAST_API_KEYS``; a browser logs in with one, ``auth.py``) and
+calls the coordinator with ``BLAST_API_KEY`` or the first of them. ``--port 0`` picks a free
+port; once it accepts connections it writes ``{"url": ...}`` to ``--ready-file``. SIGTERM or
+SIGINT stop it cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+
+import uvicorn
+import uvloop
+
+from blast_grpc.access import api_keys, is_loopback
+from blast_grpc.config import ConfigError, load_config
+from blast_grpc.logsetup import setup_logging
+from blast_grpc.procutil import write_ready_file
+
+from ..main import GRACEFUL_SHUTDOWN_S, _Server, engine_key
+from ..slow_clients import guarded_protocol
+from .app import create_app
+
+log = logging.getLogger("gateway.dashboard")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m gateway.dashboard", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--grpc-address", required=True, help="the coordinator, host:port")
+    ap.add_argument("--host", default=None, help="address to bind (default: settings.gateway_host)")
+    ap.add_argument("--port", type=int, default=None, help="port to bind, 0 for any free one "
+                    "(default: settings.web_port)")
+    ap.add_argument("--config", default=None, help="YAML config (default: the repository's config.yaml)")
+    ap.add_argument("--ready-file", default=None, help='write {"url": ...} here once listening')
+    ap.add_argument("--log-level", default=None, help="default: settings.blastai_log_level")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the dashboard until SIGTERM/SIGINT; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"dashboard: {exc}", file=sys.stderr)
+        return 2
+    s = config.settings
+    host = args.host or s.gateway_host
+    port = s.web_port if args.port is None else args.port
+    level = (args.log_level or s.blastai_log_level).upper()
+    setup_logging(s, "dashboard", level)
+    keys = api_keys(s.api_keys, os.environ)
+    app = create_app(args.grpc_address, keys, engine_api_key=engine_key(keys, os.environ))
+    try:
+        sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as exc:
+        print(f"dashboard: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        return 2
+    url = f"http://{f'[{host}]' if ':' in host else host}:{sock.getsockname()[1]}"
+    if not keys and not is_loopback(sock.getsockname()[0]):
+        print(f"dashboard: WARNING: listening on {url} without API keys: anyone on the network can run and "
+              "cancel tasks; set settings.api_keys or BLAST_API_KEYS", file=sys.stderr, flush=True)
+    protocol = guarded_protocol(s.gateway_header_timeout_s, s.gateway_body_timeout_s, s.gateway_max_connections)
+    uv_config = uvicorn.Config(app, log_level=level.lower(), lifespan="on", access_log=level == "DEBUG",
+                               timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, log_config=None, http=protocol)
+
+    def started() -> None:
+        log.info("dashboard listening on %s (%d API key(s))", url, len(keys))
+        if args.ready_file:
+            write_ready_file(args.ready_file, {"url": url})
+
+    server = _Server(uv_config, started)
+    uvloop.run(server.serve(sockets=[sock]))
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
