@@ -29,6 +29,7 @@ import pytest_asyncio
 from blast_grpc.config import Config, config_from_dict
 from blast_grpc.demo_site import ARTICLE_CODE
 from blast_grpc.extraction import ExtractionError, ExtractionPool, cleanup_blocks
+from blast_grpc.extraction import pool as pool_module
 from blast_grpc.extraction.convert import html_to_markdown
 from blast_grpc.extraction.markdown_chunks import plan_chunks
 from blast_grpc.sim import SimServer
@@ -125,6 +126,16 @@ async def test_article_answer_comes_from_the_last_chunk_read_in_parallel(
     assert completion > 0
     assert fresh.stats()["by_model"] == {"slow-mini": result.chunks}
     assert re.fullmatch(rf"blast_{tag}_{os.getpid()}_\d+", result.block)
+    assert blocks(tag) == []
+
+
+@pytest.mark.asyncio
+async def test_long_answers_are_merged_in_a_reader(fresh: SimServer, shared: tuple[ExtractionPool, str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    pool, tag = shared
+    monkeypatch.setattr(pool_module, "MERGE_INLINE_CHARS", 0)  # every answer counts as long
+    result = await pool.extract(ARTICLE, QUERY)
+    assert json.loads(result.answer) == {"found": True, "code": ARTICLE_CODE} and result.unread == []
     assert blocks(tag) == []
 
 
