@@ -222,10 +222,12 @@ async def test_empty_huge_and_binary_pages(fresh: SimServer, shared: tuple[Extra
         result = await pool.extract(empty, QUERY)
         assert result.chunks == 0 and result.answer == "The page has no text to read." and result.usage == {}
     assert fresh.stats()["by_model"] == {}
-    huge = "<p>" + "x" * 9_000_000 + "</p>"
-    with pytest.raises(ExtractionError, match=r"the page is 9\.0 MB of HTML; extract_content reads pages up to "
-                                              r"settings.extraction_max_page_bytes = 8\.0 MB"):
-        await pool.extract(huge, QUERY)
+    for chars in (9_000_000, 50_000_000):  # just over the limit, and a 50 MB page (refused before any copy)
+        huge = "<p>" + "x" * (chars - 7) + "</p>"
+        with pytest.raises(ExtractionError, match=rf"the page is {chars / 1e6:.1f} MB of HTML; extract_content reads "
+                                                  r"pages up to settings.extraction_max_page_bytes = 8\.0 MB"):
+            await pool.extract(huge, QUERY)
+        del huge
     binary = bytes(range(256)).decode("latin-1") * 400  # what a binary file shown as text looks like
     result = await pool.extract(f"<html><body><pre>{binary}</pre></body></html>", QUERY)
     assert result.chunks >= 1 and json.loads(result.answer) == {"found": False}
