@@ -10,11 +10,11 @@
         └─ each call holds one of the worker's slots    settings.max_parallel_chunk_calls
                                                         shared fairly by its tasks: slots.py)
     answers ────────────────────────────────────────▶ merge: JSON-aware, overlap duplicates dropped
-    answer (+ a note per chunk that could not be read) ◀──┘
+    answer (+ a note per chunk that could not be read) ◀──┘   (on the loop when the answers are short)
 
 A chunk call is network I/O, so it runs on the worker's event loop with the engine's
 async model client (``llm.py``: hard deadline per attempt, transport retries); the
-processes (``settings.extraction_processes``) only convert, split and merge, and the
+processes (``settings.extraction_processes``) only convert, split and merge long answers, and the
 number of chunks in flight no longer depends on them. A chunk whose call fails for good
 (``LLMUnavailable``: timeout, HTTP error, a body that is not a completion) or answers
 nothing is tried ``settings.chunk_retries`` more times; then the answer says which part
@@ -49,11 +49,15 @@ from . import reader
 from .blocks import ChunkRef, check_owner_tag, create_block, release_block
 from .errors import ExtractionError
 from .markdown_chunks import Chunk
+from .merge import merge_partials
 from .reader import ChunkPlan, Prepared
 from .slots import FairSlots
 
 log = logging.getLogger(__name__)
 
+# Answers merged on the event loop up to this size (a few short JSON objects take microseconds;
+# handing them to a reader costs a process wake-up, which on a loaded machine is the slow part).
+MERGE_INLINE_CHARS = 64_000
 CLOSE_GRACE_S = 2.0  # how long close() lets a reader finish its current conversion before killing it
 EMPTY_PAGE = "The page has no text to read."
 
@@ -312,7 +316,10 @@ class ExtractionPool:
         if not answers:
             raise ExtractionError(f"none of the {len(chunks)} chunks of the page could be read; "
                                   + unread[0].removeprefix("[extract_content: ").removesuffix("]"))
-        answer = await self._in_process("merging the answers", reader.merge, answers)
+        if sum(len(a) for a in answers) <= MERGE_INLINE_CHARS:
+            answer = merge_partials(answers)  # well under a millisecond: cheaper than a hand-off
+        else:
+            answer = await self._in_process("merging the answers", reader.merge, answers)
         usage = {name: (u.prompt_tokens, u.completion_tokens, u.requests) for name, u in meter.total.items()}
         return ExtractionResult(answer, len(chunks), [prepared.pid], usage, block.name, prepared.chars, unread,
                                 stats["max"], prepared.max_rss_kb * 1024)

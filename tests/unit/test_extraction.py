@@ -29,6 +29,7 @@ import pytest_asyncio
 from blast_grpc.config import Config, config_from_dict
 from blast_grpc.demo_site import ARTICLE_CODE
 from blast_grpc.extraction import ExtractionError, ExtractionPool, cleanup_blocks
+from blast_grpc.extraction import pool as pool_module
 from blast_grpc.extraction.convert import html_to_markdown
 from blast_grpc.extraction.markdown_chunks import plan_chunks
 from blast_grpc.sim import SimServer
@@ -129,6 +130,16 @@ async def test_article_answer_comes_from_the_last_chunk_read_in_parallel(
 
 
 @pytest.mark.asyncio
+async def test_long_answers_are_merged_in_a_reader(fresh: SimServer, shared: tuple[ExtractionPool, str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    pool, tag = shared
+    monkeypatch.setattr(pool_module, "MERGE_INLINE_CHARS", 0)  # every answer counts as long
+    result = await pool.extract(ARTICLE, QUERY)
+    assert json.loads(result.answer) == {"found": True, "code": ARTICLE_CODE} and result.unread == []
+    assert blocks(tag) == []
+
+
+@pytest.mark.asyncio
 async def test_every_chunk_call_is_in_flight_at_once_with_one_process_and_cancel_ends_them_all(
         fresh: SimServer, tag: str) -> None:
     n = article_chunks()
@@ -211,10 +222,12 @@ async def test_empty_huge_and_binary_pages(fresh: SimServer, shared: tuple[Extra
         result = await pool.extract(empty, QUERY)
         assert result.chunks == 0 and result.answer == "The page has no text to read." and result.usage == {}
     assert fresh.stats()["by_model"] == {}
-    huge = "<p>" + "x" * 9_000_000 + "</p>"
-    with pytest.raises(ExtractionError, match=r"the page is 9\.0 MB of HTML; extract_content reads pages up to "
-                                              r"settings.extraction_max_page_bytes = 8\.0 MB"):
-        await pool.extract(huge, QUERY)
+    for chars in (9_000_000, 50_000_000):  # just over the limit, and a 50 MB page (refused before any copy)
+        huge = "<p>" + "x" * (chars - 7) + "</p>"
+        with pytest.raises(ExtractionError, match=rf"the page is {chars / 1e6:.1f} MB of HTML; extract_content reads "
+                                                  r"pages up to settings.extraction_max_page_bytes = 8\.0 MB"):
+            await pool.extract(huge, QUERY)
+        del huge
     binary = bytes(range(256)).decode("latin-1") * 400  # what a binary file shown as text looks like
     result = await pool.extract(f"<html><body><pre>{binary}</pre></body></html>", QUERY)
     assert result.chunks >= 1 and json.loads(result.answer) == {"found": False}
