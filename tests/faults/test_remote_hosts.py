@@ -296,7 +296,7 @@ async def test_a_worker_without_the_token_is_refused(cluster: Cluster) -> None:
     c = await both_hosts(cluster)
     proc = c.start_worker("b", token="not-the-token", worker_id="intruder")
     assert proc.wait(NO_HANG_S) == EXIT_REFUSED
-    assert "refused a worker call to /blast.worker.v1.WorkerRegistry/Heartbeat: wrong worker token" in \
+    assert "refused a worker call to /blast.worker.v1.WorkerRegistryService/Heartbeat: wrong worker token" in \
         c.coordinator_log.read_text()
     assert "UNAUTHENTICATED: wrong worker token" in c.worker_log("intruder").read_text()
     assert "intruder" not in {w.worker_id for w in (await c.client.metrics()).workers}
