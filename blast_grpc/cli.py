@@ -6,6 +6,7 @@
     blast-grpc run "task" [--url U]              stream one task's events, exit 1 if it fails
     blast-grpc demo                              simulated model + demo site + engine + one task
     blast-grpc sim-llm | demo-site | worker      the parts, one at a time
+    blast-grpc worker --coordinator HOST:PORT    a worker on another host (README: Adding a host)
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Both directions carry the worker token (``settings.worker_token`` or ``BLAST_WORKER_TOKEN``)
 as ``authorization: Bearer <token>`` metadata, checked by ``WorkerTokenInterceptor``
 (coordinator/auth.py, the API-key check): the worker calls the coordinator's
-``WorkerRegistry`` and ``TaskBrokerService`` on ``settings.worker_listen``, and the
+``WorkerRegistryService`` and ``TaskBrokerService`` on ``settings.worker_listen``, and the
 coordinator calls the worker's ``WorkerService``. TLS is the same on both sides: with
 ``worker_tls_cert``/``worker_tls_key`` each side serves that certificate, and with
 ``worker_tls_ca`` each side, as a client, requires the other's certificate to chain to

@@ -1,4 +1,4 @@
-"""Workers on other hosts: the coordinator's ``WorkerRegistry`` (served on ``settings.worker_listen``).
+"""Workers on other hosts: the coordinator's ``WorkerRegistryService`` (served on ``settings.worker_listen``).
 
 Design: a remote worker (``blast-grpc worker --coordinator HOST:PORT``, worker/remote.py)
 serves ``WorkerService`` on a TCP address of its own and heartbeats here with that address
@@ -83,7 +83,7 @@ def address_problem(address: str) -> str:
     return ""
 
 
-class Registry(wgrpc.WorkerRegistryServicer):
+class Registry(wgrpc.WorkerRegistryServiceServicer):
     def __init__(self, config: Config, token: str, local_ids: set[str],
                  on_change: Callable[[WorkerHandle], None], tasks: TaskSet) -> None:
         self.config = config
@@ -212,7 +212,7 @@ class WorkerPort:
         self.registry = Registry(config, token, local_ids, on_change, tasks)
         self.server = grpc.aio.server(options=SERVER_KEEPALIVE + MAX_MESSAGE,
                                       interceptors=[WorkerTokenInterceptor([token])])
-        wgrpc.add_WorkerRegistryServicer_to_server(self.registry, self.server)
+        wgrpc.add_WorkerRegistryServiceServicer_to_server(self.registry, self.server)
         wgrpc.add_TaskBrokerServiceServicer_to_server(broker, self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -6,7 +6,7 @@ has the design and the coordinator's side):
 
 - it serves ``WorkerService`` on ``--address`` (default ``0.0.0.0:0``, any free port)
   behind the worker token and TLS (workerlink.py), plus gRPC health for probes;
-- it heartbeats to the coordinator's ``WorkerRegistry`` every ``worker_heartbeat_s`` with
+- it heartbeats to the coordinator's ``WorkerRegistryService`` every ``worker_heartbeat_s`` with
   the address the coordinator should dial (``--advertise``, default: this host's address on
   the route to the coordinator, and the port bound), its capacity
   (``worker_max_contexts``, host memory) and the tasks it runs. The first heartbeat must
@@ -95,8 +95,8 @@ class RemoteLink:
         return self._channel
 
     @property
-    def registry(self) -> wgrpc.WorkerRegistryStub:
-        return wgrpc.WorkerRegistryStub(self.channel)
+    def registry(self) -> wgrpc.WorkerRegistryServiceStub:
+        return wgrpc.WorkerRegistryServiceStub(self.channel)
 
     # --- serving -----------------------------------------------------------------
     def server(self) -> grpc.aio.Server:

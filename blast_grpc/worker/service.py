@@ -112,6 +112,7 @@ class WorkerService(wgrpc.WorkerServiceServicer):
         self._running: dict[str, tuple[asyncio.Queue[wpb.RunTaskResponse | None], Agent]] = {}
         self._none_running = asyncio.Event()  # a remote worker's drain waits on it (remote.py)
         self._none_running.set()
+        self._dropped: set[str] = set()  # tasks ended by drop(): their context is not kept
         self.lost_reason = ""  # set once the browser died (or the worker stops after a crashed loop)
         self.lost_action = ""  # the action of the last step a running task then reports
         # Only with a cost limit does an LLM call ask the coordinator first (AwaitBudget).
@@ -138,6 +139,7 @@ class WorkerService(wgrpc.WorkerServiceServicer):
         was cut off: the task was retried elsewhere). Its stream, if still open, says why."""
         entry = self._running.get(task_id)
         if entry is not None:
+            self._dropped.add(task_id)
             entry[0].put_nowait(wpb.RunTaskResponse(failed=pb.TaskFailed(error=reason)))
 
     def _lost_step(self, agent: Agent, attempt: int) -> wpb.RunTaskResponse:
@@ -288,7 +290,9 @@ class WorkerService(wgrpc.WorkerServiceServicer):
             if not self._running:
                 self._none_running.set()
             runner.cancel()
-            self.idle.adopt(self._finish(task_id, runner, session, keep=ended), f"finish-{task_id}")
+            keep = ended and task_id not in self._dropped  # a dropped task's run goes on elsewhere
+            self._dropped.discard(task_id)
+            self.idle.adopt(self._finish(task_id, runner, session, keep=keep), f"finish-{task_id}")
 
     async def _finish(self, task_id: str, runner: asyncio.Task[None], session: BrowserSession, keep: bool) -> None:
         """After a task's call ended: wait for its agent to stop, then keep its context or close it."""

@@ -3,7 +3,7 @@
 A real coordinator (``workers: 0``, ``worker_listen`` on loopback) and W simulated remote
 workers in this process. Each speaks the real protocol over loopback TCP with the worker
 token: it serves ``WorkerService`` on a port of its own, heartbeats to the coordinator's
-``WorkerRegistry`` with capacity C, and runs each task instantly (K steps, then completed,
+``WorkerRegistryService`` with capacity C, and runs each task instantly (K steps, then completed,
 no browser, no model). So the coordinator does all of its real work per task (queue,
 placement, the ``RunTask`` stream, events, watchers) and the workers do next to nothing.
 The workers and the client share this process (and the machine's cores) with nothing else
@@ -86,7 +86,7 @@ class FakeWorker(wgrpc.WorkerServiceServicer):
 
     async def heartbeats(self, coordinator: str, capacity: int) -> None:
         ch = channel(coordinator, self.settings, TOKEN)
-        stub = wgrpc.WorkerRegistryStub(ch)
+        stub = wgrpc.WorkerRegistryServiceStub(ch)
         try:
             while True:
                 resp = await stub.Heartbeat(wpb.HeartbeatRequest(
