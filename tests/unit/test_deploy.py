@@ -19,17 +19,13 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from blast_grpc._proto.blast.v1 import blast_pb2 as pb
-from blast_grpc.config import Settings, config_from_dict
+from blast_grpc.config import config_from_dict
 from blast_grpc.coordinator.prometheus import render
 
 from ..conftest import ROOT
 
 K8S_VERSION = "1.32.0"  # the oldest Kubernetes release deploy/ promises to work on (grpc probes: 1.27+)
 DEPLOY = ROOT / "deploy"
-# Keys of the remote-worker settings (issue 15 §1, branch "remote"), which deploy/ is written
-# against. Where this checkout's config does not know them yet, they are set aside before the
-# ConfigMap's config is validated, and workers: 0 (remote workers only) is checked as 1.
-REMOTE_WORKER_KEYS = {"worker_listen", "worker_max_contexts"}
 
 
 def _manifests() -> list[tuple[str, dict[str, Any]]]:
@@ -108,15 +104,8 @@ def test_validation_catches_a_mistake() -> None:
 
 
 def test_the_configmap_holds_a_valid_config() -> None:
-    raw = _config()
-    settings = raw["settings"]
-    unknown = set(settings) - set(Settings.model_fields)
-    assert unknown <= REMOTE_WORKER_KEYS, unknown
-    for key in unknown:
-        del settings[key]
-    if unknown and settings.get("workers") == 0:
-        settings["workers"] = 1
-    config = config_from_dict(raw, source="deploy/configmap.yaml")
+    config = config_from_dict(_config(), source="deploy/configmap.yaml")  # strict: unknown keys are errors
+    assert config.settings.workers == 0 and config.settings.worker_listen  # the browsers are the worker pods
     assert config.settings.task_db_path is not None and config.settings.task_db_path.startswith("/var/lib/blast/")
 
 
