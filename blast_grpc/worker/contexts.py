@@ -145,8 +145,9 @@ class IdleContexts:
         """``count`` more tasks are about to arrive here (announced subtasks, ``coordinator/prewarm.py``):
         make their contexts now; returns how many warm contexts are ready at this moment.
 
-        Surplus contexts of an announcement whose tasks never came are not closed: they are
-        fresh, so the next tasks take them (``trim`` closes them under memory pressure).
+        Contexts of an announcement whose tasks never came are closed by the janitor once it
+        is EXPECT_S old (until then the next tasks take them; ``trim`` closes them under memory
+        pressure).
         """
         self._expected = min(self._pending_expected() + max(count, 0), MAX_EXPECTED)
         self._expected_until = time.monotonic() + EXPECT_S
