@@ -139,6 +139,8 @@ class Settings(_Strict):
     allow_link_local: bool = False
     allow_private_networks: bool = False
     warm_contexts: int = Field(1, ge=0, le=32)
+    # The warm pool grows to recent bursts of tasks up to this (worker/contexts.py); <= warm_contexts: fixed.
+    warm_contexts_max: int = Field(4, ge=0, le=32)
     context_memory_estimate: int = 40_000_000
     memory_sample_s: float = Field(0.5, gt=0)
     context_keep_alive_s: float = Field(120.0, ge=0)

@@ -6,6 +6,10 @@
               ▲                           │ ok: one or more calls, run in order
               └──── report step ◀── act ──┘ ── done(text, success) ──▶ Outcome
 
+The plan is written while the task's initial URL loads (both start at once); a subtask
+writes none and works from its parent's plan; a plan that announces subtasks
+(``SUBTASKS: n``) has their contexts prepared while the launching call runs (``_start``).
+
 The conversation sent to the model is: system (with the plan), ``TASK: ...``, one
 assistant message and its tool results per past step, and the current observation
 last. Old observations are not resent, so a request stays bounded by the step count

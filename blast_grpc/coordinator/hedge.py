@@ -49,7 +49,6 @@ class Hedger:
         self.latencies: deque[float] = deque(maxlen=WINDOW)
         # Races whose copies 2..N are held back: the timer (None while learning) and what starts them.
         self._held: dict[str, tuple[asyncio.TimerHandle | None, Callable[[], None]]] = {}
-        self.hedges_fired = 0  # races that did start their extra copies (metrics, bench)
 
     def delay(self) -> float | None:
         """How long a hedged race's first copy runs alone (None: too few samples to tell)."""
@@ -71,7 +70,6 @@ class Hedger:
                 return
             if held[0] is not None:
                 held[0].cancel()
-            self.hedges_fired += 1
             for k in range(2, race.copies + 1):
                 start_copy(k)
 

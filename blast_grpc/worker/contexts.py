@@ -4,7 +4,7 @@
 
     new task ──take()──▶ a warm context (or a new one)      refill() keeps `warm_contexts` ready
     expect(n) ──▶ n more kept ready until n tasks took one  (announced subtasks, coordinator/prewarm.py)
-    a burst of k tasks ──▶ up to k kept ready for a while   (demand: first-of-N copies start warm)
+    a burst of k tasks ──▶ up to k kept ready for a minute  (demand, ≤ warm_contexts_max; then trimmed)
     follow-up ─take(prev)─▶ the previous task's kept context, if still kept
     task ends ──keep(task_id, ctx)──▶ kept for `context_keep_alive_s`, then closed;
                                       at most `max_kept_contexts`: keeping one more closes
@@ -53,21 +53,22 @@ MAX_EXPECTED = 32  # contexts one worker makes ahead for announced tasks, at mos
 EXPECT_S = 30.0  # an announcement older than this is forgotten (its tasks went elsewhere or never came)
 # Demand: tasks that arrive together (a first-of-N race's copies, a burst of submissions) count as
 # one burst if they come within BURST_S; the warm pool is kept at the largest burst of the last
-# DEMAND_S, at most DEMAND_CAP, so the next such burst starts from warm contexts too.
+# DEMAND_S (at most ``warm_max``), so the next such burst starts from warm contexts too. Once the
+# demand (or an announcement) has passed, the janitor closes the warm contexts beyond the target.
 BURST_S = 0.5
 DEMAND_S = 60.0
-DEMAND_CAP = 4
 
 Prepare = Callable[[BrowserContext, Refusals], Awaitable[None]]
 
 
 class IdleContexts:
     def __init__(self, browser: Browser, warm: int, keep_alive_s: float, prepare: Prepare, egress: Egress,
-                 max_kept: int = 64, tasks: TaskSet | None = None) -> None:
+                 max_kept: int = 64, tasks: TaskSet | None = None, warm_max: int = 0) -> None:
         self._browser = browser
         self.tasks = tasks if tasks is not None else TaskSet()  # owns the janitor and the refill
         self.egress = egress
         self._warm_target = warm
+        self._warm_max = warm_max  # the demand-sized pool's ceiling (<= warm: not sized from demand)
         # Tasks announced to arrive soon (``expect``): kept ready on top of ``warm`` until they
         # have taken their contexts or EXPECT_S has passed.
         self._expected = 0
@@ -144,8 +145,9 @@ class IdleContexts:
         """``count`` more tasks are about to arrive here (announced subtasks, ``coordinator/prewarm.py``):
         make their contexts now; returns how many warm contexts are ready at this moment.
 
-        Surplus contexts of an announcement whose tasks never came are not closed: they are
-        fresh, so the next tasks take them (``trim`` closes them under memory pressure).
+        Contexts of an announcement whose tasks never came are closed by the janitor once it
+        is EXPECT_S old (until then the next tasks take them; ``trim`` closes them under memory
+        pressure).
         """
         self._expected = min(self._pending_expected() + max(count, 0), MAX_EXPECTED)
         self._expected_until = time.monotonic() + EXPECT_S
@@ -162,7 +164,7 @@ class IdleContexts:
         peak, seen = self._peak
         if self._warm_target == 0 or time.monotonic() - seen > DEMAND_S:
             return 0
-        return min(peak, DEMAND_CAP)
+        return min(peak, self._warm_max)
 
     def _took(self) -> None:
         now = time.monotonic()
@@ -254,6 +256,8 @@ class IdleContexts:
             for tid in expired:
                 ctx, _ = self._kept.pop(tid)
                 await _close(ctx)
+            while len(self._warm) > self._target():  # a burst or announcement has passed
+                await _close(self._warm.pop())
 
     async def close(self, cleanup_timeout_s: float = 10.0) -> None:
         """Stop refilling and expiring, let adopted clean-ups finish, close every idle context."""

@@ -117,7 +117,8 @@ async def _serve(worker_id: str, address: str, config: Config, broker_address: s
         blocked = blocked_resource_types(config)
         idle = IdleContexts(browser, config.settings.warm_contexts, config.settings.context_keep_alive_s,
                             lambda ctx, refusals: install_policy(ctx, policy, refusals, blocked), egress,
-                            max_kept=config.settings.max_kept_contexts, tasks=tasks)
+                            max_kept=config.settings.max_kept_contexts, tasks=tasks,
+                            warm_max=config.settings.warm_contexts_max)
         idle.start()
         server = remote.server() if remote is not None else grpc.aio.server()
         service = WorkerService(worker_id, config, browser, llm, idle, policy, broker, extraction, secrets)

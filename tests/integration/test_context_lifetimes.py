@@ -73,7 +73,7 @@ async def idle_workers(c: Client, warm: int, kept_max: int) -> pb.GetMetricsResp
 @pytest_asyncio.fixture(scope="module")
 async def closing(sim: Sim) -> AsyncIterator[Engine]:
     overrides = engine_overrides(sim, {"allow_parallelism": {"data": False}}, context_keep_alive_s=0,
-                                 warm_contexts=1, planner=False)
+                                 warm_contexts=1, warm_contexts_max=1, planner=False)  # counted exactly
     async with Engine.create(overrides=overrides) as eng:
         yield eng
 
@@ -101,7 +101,7 @@ async def test_with_keep_alive_zero_every_finished_context_is_closed(closing: En
 @pytest_asyncio.fixture(scope="module")
 async def keeping(sim: Sim) -> AsyncIterator[Engine]:
     overrides = engine_overrides(sim, {"allow_parallelism": {"data": False}}, workers=1, context_keep_alive_s=600,
-                                 max_kept_contexts=3, warm_contexts=1, planner=False)
+                                 max_kept_contexts=3, warm_contexts=1, warm_contexts_max=1, planner=False)
     async with Engine.create(overrides=overrides) as eng:
         yield eng
 

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import grpc
+import httpx
 
 from ..._proto.blast.worker.v1 import worker_pb2 as wpb
 from ..._proto.blast.worker.v1 import worker_pb2_grpc as wgrpc
@@ -119,8 +120,17 @@ async def _race(ctx: BenchContext, eng: Engine, watch: WorkerWatch, item: int,
     return out
 
 
+async def _model_requests(sim: Any) -> int:
+    """Requests the simulated model has received (counted on arrival: a copy cancelled while its
+    call was in flight still cost that call, which the task's billed usage never shows)."""
+    async with httpx.AsyncClient() as http:
+        stats = (await http.get(f"{sim.base_url.removesuffix('/v1')}/sim/stats", timeout=10)).json()
+    return int(stats["by_model"].get("bench-race", 0))
+
+
 async def _mode(ctx: BenchContext, sim: Any, p: Params, n: int, hedged: bool) -> list[dict[str, Any]]:
-    """One engine, ``p.tasks`` races after the warm-up (one race, or the hedger's learning races)."""
+    """One engine, ``p.tasks`` races after the warm-up (one race, or the hedger's learning races);
+    each run's ``sent_calls`` is the mode's requests to the model ÷ its races."""
     constraints = {"allow_parallelism": {"task": False, "data": False, "first_of_n": n > 1},
                    "first_of_n_num_copies": n}
     settings: dict[str, Any] = ({"first_of_n_mode": "hedged", "hedge_quantile": p.hedge_quantile,
@@ -132,9 +142,14 @@ async def _mode(ctx: BenchContext, sim: Any, p: Params, n: int, hedged: bool) ->
                 await asyncio.sleep(p.pause_s)
                 await _race(ctx, eng, watch, 1 + i % 16, p.release_timeout_s)
             runs = []
+            before = await _model_requests(sim)
             for i in range(p.tasks):
                 await asyncio.sleep(p.pause_s)
                 runs.append(await _race(ctx, eng, watch, 1 + i % 16, p.release_timeout_s))
+            await asyncio.sleep(p.pause_s)  # calls of cancelled copies still on their way
+            sent = (await _model_requests(sim) - before) / max(len(runs), 1)
+            for r in runs:
+                r["sent_calls"] = sent
             return runs
         finally:
             await watch.close()
@@ -165,11 +180,12 @@ async def run(ctx: BenchContext) -> WorkloadResult:
         for q in (50, 95):
             res.rows.append(Row(NAME, f"task latency p{q}", params, percentile(ok, q) if ok else None,
                                 percentile(ideal, q), "s", note=note))
-        calls = [r["llm_calls"] for r in rs if "llm_calls" in r]
-        res.rows.append(Row(NAME, "model calls per task (all copies)", params,
-                            sum(calls) / len(calls) if calls else None, float(STEPS), "calls",
-                            note=f"{sum(1 for r in rs if r.get('copies', 1) > 1)} of {len(rs)} tasks ran extra copies"
-                            if key == "hedged" else ""))
+        billed = [r["llm_calls"] for r in rs if "llm_calls" in r]
+        extra = (f"{sum(1 for r in rs if r.get('copies', 1) > 1)} of {len(rs)} tasks ran extra copies; "
+                 if key == "hedged" else "")
+        res.rows.append(Row(NAME, "model calls per task (all copies)", params, _calls(runs, key), float(STEPS),
+                            "calls", note=f"{extra}requests the model received; billed (answered) "
+                                          f"{sum(billed) / len(billed) if billed else 0:.2f}"))
         rel = [r["release_s"] for r in rs if r.get("release_s") is not None]
         if n > 1:
             missing = sum(1 for r in rs if r.get("losers") and r.get("release_s") is None)
@@ -191,8 +207,9 @@ def _latency(runs: dict[str, list[dict[str, Any]]], key: str, q: float) -> float
 
 
 def _calls(runs: dict[str, list[dict[str, Any]]], key: str) -> float | None:
-    calls = [r["llm_calls"] for r in runs.get(key, []) if "llm_calls" in r]
-    return sum(calls) / len(calls) if calls else None
+    """Model requests per task of a mode (what the model received, cancelled copies' calls included)."""
+    sent = [r["sent_calls"] for r in runs.get(key, []) if "sent_calls" in r]
+    return sent[0] if sent else None
 
 
 def _bar_rows(res: WorkloadResult, p: Params, runs: dict[str, list[dict[str, Any]]], seed: int) -> None:
