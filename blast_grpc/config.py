@@ -12,7 +12,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -72,6 +72,7 @@ def _default_prices() -> dict[str, Price]:
 
 
 ResourceType = Literal["image", "media", "font"]
+DEFAULT_BLOCKED: tuple[ResourceType, ...] = ("media", "font")
 
 
 class Settings(_Strict):
@@ -121,7 +122,9 @@ class Settings(_Strict):
     max_tabs: int = Field(8, ge=1, le=32)
     # What a page may not load while the model reads text only (worker/resources.py): saves
     # Chromium's CPU and memory; ignored with constraints.allow_vision. [] loads everything.
-    blocked_resource_types: list[ResourceType] = Field(default_factory=lambda: list(get_args(ResourceType)))
+    # Not images by default: an <img> without a set size collapses when blocked, and a page's
+    # clickable icons then vanish from the observation (MiniWoB++'s email-inbox trash icons).
+    blocked_resource_types: list[ResourceType] = Field(default_factory=lambda: list(DEFAULT_BLOCKED))
     # Directory whose files upload_file may put into file inputs; None: the tool is not offered.
     upload_dir: str | None = None
     max_task_chars: int = Field(100_000, ge=1)

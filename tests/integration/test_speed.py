@@ -110,7 +110,9 @@ class CountingServer:
 
 @pytest.mark.parametrize("vision", [False, True])
 async def test_images_media_and_fonts_load_only_with_vision(chromium: Browser, vision: bool) -> None:
-    config = load_config(overrides={"settings": {"allow_loopback": True}, "constraints": {"allow_vision": vision}})
+    # Images are not blocked by default (an <img> without a set size collapses: config.py); asked to, they are.
+    settings = {"allow_loopback": True, "blocked_resource_types": ["image", "media", "font"]}
+    config = load_config(overrides={"settings": settings, "constraints": {"allow_vision": vision}})
     blocked = blocked_resource_types(config)
     assert blocked == (frozenset() if vision else frozenset({"image", "media", "font"}))
     policy = UrlPolicy.from_config(config)
