@@ -56,10 +56,19 @@ class Run:
 
     first: pb.TaskEvent
     events: AsyncGenerator[pb.TaskEvent, None]
+    # The RunTask stream itself: ``aclose`` ends it even when ``events`` was never read (a
+    # generator closed before it started runs no clean-up, so closing ``events`` alone would
+    # leave the call to be ended whenever Python collects it, and the task running meanwhile).
+    rest: AsyncGenerator[pb.TaskEvent, None]
 
     @property
     def task_id(self) -> str:
         return self.first.task_id
+
+    async def aclose(self) -> None:
+        """End the RunTask call now (which cancels the task if it has not ended)."""
+        await self.events.aclose()
+        await self.rest.aclose()
 
 
 class Backend:
@@ -98,7 +107,7 @@ class Backend:
         except BaseException:
             await events.aclose()
             raise
-        return Run(first, _chain(first, events))
+        return Run(first, _chain(first, events), events)
 
     async def get(self, task_id: str, timeout: float = UNARY_TIMEOUT_S) -> pb.Task:
         """A task's current record (``GetTask``)."""

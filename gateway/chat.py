@@ -134,11 +134,12 @@ async def create(request: Request) -> HttpResponse | EventStream:
     except grpc.aio.AioRpcError as exc:
         raise from_grpc(exc, CHAT_PARAMS) from None
     reply = _Reply(chat_id(run.task_id), seconds(run.first.time), model)
-    # Leaving closes the RunTask stream, which cancels the task: nothing to do on disconnect.
+    # Leaving closes the RunTask stream, which cancels the task (run.aclose: also when the
+    # client left before the stream read any event).
     if req.stream:
-        return EventStream(_chunks(st.backend, run, reply, with_usage))
+        return EventStream(_chunks(st.backend, run, reply, with_usage), on_disconnect=run.aclose)
     try:
-        outcome = await run_unless_disconnected(request, run_to_end(st.backend, run), None)
+        outcome = await run_unless_disconnected(request, run_to_end(st.backend, run), run.aclose)
     except ClientGone:
         return HttpResponse(status_code=499)
     error = task_error(outcome.end)

@@ -164,9 +164,9 @@ async def create(request: Request) -> HttpResponse | EventStream:
     # with an ask_human call closes it too, and the task waits on: the coordinator does not
     # cancel a RunTask's task that waits for a person (service.py).
     if req.stream:
-        return EventStream(_frames(stream_events(st.backend, tr, run.events)))
+        return EventStream(_frames(stream_events(st.backend, tr, run.events)), on_disconnect=run.aclose)
     try:
-        return json_response(await run_unless_disconnected(request, _final(st.backend, tr, run.events), None))
+        return json_response(await run_unless_disconnected(request, _final(st.backend, tr, run.events), run.aclose))
     except ClientGone:
         return HttpResponse(status_code=499)  # nobody is listening; the status only shows in logs
 

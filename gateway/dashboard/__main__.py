@@ -37,7 +37,7 @@ log = logging.getLogger("gateway.dashboard")
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m gateway.dashboard", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m blast_grpc_gateway.dashboard", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--grpc-address", required=True, help="the coordinator, host:port")
     ap.add_argument("--host", default=None, help="address to bind (default: settings.gateway_host)")
