@@ -267,6 +267,8 @@ async def test_pause_look_at_the_page_and_instruct(page: Page, dash: Dash, site:
     await box.locator("button[type=submit]").click()
     await expect(page.locator(f"#state-{root}")).to_have_text("completed", timeout=LONG_MS)
     await expect(page.locator(f"#result-{root}")).to_contain_text(GORILLAS["Oceania"].name)
+    task = await dash.api.get_task(root)  # the engine's record agrees with the page
+    assert task.state == pb.TASK_STATE_COMPLETED and GORILLAS["Oceania"].name in task.result
 
 
 async def test_human_controls_refuse_what_does_not_fit(dash: Dash) -> None:
