@@ -34,9 +34,10 @@ from typing import Callable, Iterator, Mapping
 
 import uvicorn
 import uvloop
+from starlette.applications import Starlette
 
 from blast_grpc.access import API_KEYS_ENV, api_keys, is_loopback
-from blast_grpc.config import ConfigError, load_config
+from blast_grpc.config import ConfigError, Settings, load_config
 from blast_grpc.logsetup import setup_logging
 from blast_grpc.procutil import write_ready_file
 
@@ -130,25 +131,33 @@ def main(argv: list[str] | None = None) -> int:
     keys = api_keys(s.api_keys, os.environ)
     app = create_app(args.grpc_address, api_keys=keys, max_request_bytes=s.max_request_bytes, models=models,
                      engine_api_key=engine_key(keys, os.environ), metrics_url=args.metrics_url)
+    log.info("%d API key(s) configured", len(keys))
+    _raise_file_limit(s.gateway_max_connections)
+    return serve(app, "gateway", host, port, s, level, args.ready_file, open_bind_warning if not keys else None)
+
+
+def serve(app: Starlette, what: str, host: str, port: int, s: Settings, level: str, ready_file: str | None,
+          open_warning: Callable[[str], str] | None) -> int:
+    """Bind ``host:port`` and serve ``app`` with uvicorn on uvloop until SIGTERM/SIGINT (the gateway
+    and the dashboard, ``gateway/dashboard/__main__.py``): the slow-client guard, the graceful
+    shutdown, ``{"url": ...}`` in ``ready_file`` once listening, and ``open_warning(url)`` on stderr
+    when bound beyond loopback (given when no API keys are set). Returns the exit code."""
     try:
         sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
     except OSError as exc:
-        print(f"gateway: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        print(f"{what}: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         return 2
-    bound = sock.getsockname()[1]
-    url = f"http://{f'[{host}]' if ':' in host else host}:{bound}"
-    log.info("%d API key(s) configured", len(keys))
-    if not keys and not is_loopback(sock.getsockname()[0]):
-        print(open_bind_warning(url), file=sys.stderr, flush=True)
-    _raise_file_limit(s.gateway_max_connections)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{sock.getsockname()[1]}"
+    if open_warning is not None and not is_loopback(sock.getsockname()[0]):
+        print(open_warning(url), file=sys.stderr, flush=True)
     protocol = guarded_protocol(s.gateway_header_timeout_s, s.gateway_body_timeout_s, s.gateway_max_connections)
     uv_config = uvicorn.Config(app, log_level=level.lower(), lifespan="on", access_log=level == "DEBUG",
                                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, log_config=None, http=protocol)
 
     def started() -> None:
-        log.info("gateway listening on %s", url)
-        if args.ready_file:
-            write_ready_file(args.ready_file, {"url": url})
+        log.info("%s listening on %s", what, url)
+        if ready_file:
+            write_ready_file(ready_file, {"url": url})
 
     server = _Server(uv_config, started)
     uvloop.run(server.serve(sockets=[sock]))

@@ -16,24 +16,15 @@ SIGINT stop it cleanly.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import socket
 import sys
 
-import uvicorn
-import uvloop
-
-from blast_grpc.access import api_keys, is_loopback
+from blast_grpc.access import api_keys
 from blast_grpc.config import ConfigError, load_config
 from blast_grpc.logsetup import setup_logging
-from blast_grpc.procutil import write_ready_file
 
-from ..main import GRACEFUL_SHUTDOWN_S, _Server, engine_key
-from ..slow_clients import guarded_protocol
+from ..main import engine_key, serve
 from .app import create_app
-
-log = logging.getLogger("gateway.dashboard")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,27 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(s, "dashboard", level)
     keys = api_keys(s.api_keys, os.environ)
     app = create_app(args.grpc_address, keys, engine_api_key=engine_key(keys, os.environ))
-    try:
-        sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
-    except OSError as exc:
-        print(f"dashboard: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
-        return 2
-    url = f"http://{f'[{host}]' if ':' in host else host}:{sock.getsockname()[1]}"
-    if not keys and not is_loopback(sock.getsockname()[0]):
-        print(f"dashboard: WARNING: listening on {url} without API keys: anyone on the network can run and "
-              "cancel tasks; set settings.api_keys or BLAST_API_KEYS", file=sys.stderr, flush=True)
-    protocol = guarded_protocol(s.gateway_header_timeout_s, s.gateway_body_timeout_s, s.gateway_max_connections)
-    uv_config = uvicorn.Config(app, log_level=level.lower(), lifespan="on", access_log=level == "DEBUG",
-                               timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, log_config=None, http=protocol)
+    return serve(app, "dashboard", host, port, s, level, args.ready_file, None if keys else _open_warning)
 
-    def started() -> None:
-        log.info("dashboard listening on %s (%d API key(s))", url, len(keys))
-        if args.ready_file:
-            write_ready_file(args.ready_file, {"url": url})
 
-    server = _Server(uv_config, started)
-    uvloop.run(server.serve(sockets=[sock]))
-    return 0 if server.started else 1
+def _open_warning(url: str) -> str:
+    return (f"dashboard: WARNING: listening on {url} without API keys: anyone on the network can run and "
+            "cancel tasks; set settings.api_keys or BLAST_API_KEYS")
 
 
 if __name__ == "__main__":
