@@ -78,7 +78,9 @@ def _tag_by_type(tags: dict[str, str], default: str | None = None) -> Any:
     def tag(value: Any) -> str | None:
         if not isinstance(value, dict):
             return first
-        return tags.get(value.get("type", default))  # type: ignore[arg-type]
+        kind = value.get("type", default)
+        # A "type" that is not a string (a list, an object) names no tag: an unsupported type.
+        return tags.get(kind) if isinstance(kind, str) else None
     return tag
 
 
